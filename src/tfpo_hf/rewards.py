@@ -1,0 +1,296 @@
+"""Stage 1: sparse, signed token rewards from the log-likelihood gap between the patient's two faces."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from datasets import Dataset
+from datasets.fingerprint import Hasher
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .config import TokenRewardConfig
+from .data import (
+    as_explicit_example,
+    format_completion,
+    preference_format,
+    tokenize_completion,
+    tokenize_prompt,
+    truncate_pair,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def token_rewards_from_logprobs(
+    positive_logprobs: torch.Tensor, negative_logprobs: torch.Tensor, sign: float, config: TokenRewardConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Delta, S and r of one response from its per-token log-probabilities under the two faces.
+
+    Args:
+        positive_logprobs, negative_logprobs: [T] log p_face(y_t | x_face, y_<t).
+        sign: +1 for a chosen response, -1 for a rejected one.
+
+    Returns:
+        delta [T] = |lp_pos - lp_neg|, normalized [T] = tanh(delta / ((mean delta + eps) * tau)) in [0, 1),
+        rewards [T] = sign * normalized * 1[normalized > theta].
+    """
+    delta = (positive_logprobs.double() - negative_logprobs.double()).abs()
+    if delta.numel() == 0:
+        return delta, delta.clone(), delta.clone()
+    normalized = torch.tanh(delta / ((delta.mean() + config.eps) * config.tau))
+    rewards = torch.where(normalized > config.theta, sign * normalized, torch.zeros_like(normalized))
+    return delta, normalized, rewards
+
+
+@dataclass
+class TokenRewards:
+    """Per-token rewards of one response, with the quantities they come from (all lists of length T)."""
+
+    token_ids: list[int]
+    tokens: list[str]
+    rewards: list[float]
+    delta: list[float]
+    normalized: list[float]
+
+    @property
+    def nonzero_fraction(self) -> float:
+        return sum(r != 0 for r in self.rewards) / max(len(self.rewards), 1)
+
+
+@dataclass
+class ScoringStats:
+    """Counts reported after scoring a dataset."""
+
+    examples: int = 0
+    empty_responses: int = 0
+    truncated_examples: int = 0
+    response_tokens: int = 0
+    nonzero_rewards: int = 0
+
+    @property
+    def nonzero_fraction(self) -> float:
+        return self.nonzero_rewards / max(self.response_tokens, 1)
+
+
+@dataclass
+class _Sequence:
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    where: str = field(default="")  # names the example in error messages
+
+
+class TokenRewardScorer:
+    """Scores every response token of preference data with the patient's positive and negative faces.
+
+    Args:
+        patient: the frozen causal LM (any `AutoModelForCausalLM`); it is only run under `torch.inference_mode`.
+        tokenizer: the patient's tokenizer; one without a pad token is fine (padding is masked, never read).
+        config: a `TokenRewardConfig`.
+
+    Example:
+        >>> scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(theta=0.5))
+        >>> scorer.score([{"role": "user", "content": "Hi"}], "Hello! How can I help?").rewards
+        >>> scored = scorer.score_dataset(load_dataset("trl-lib/ultrafeedback_binarized", split="train"))
+    """
+
+    def __init__(self, patient: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: TokenRewardConfig | None = None):
+        self.patient = patient
+        self.tokenizer = tokenizer
+        self.config = config or TokenRewardConfig()
+        self.stats = ScoringStats()
+        patient_vocab = patient.get_output_embeddings().weight.shape[0]
+        if len(tokenizer) > patient_vocab:
+            raise ValueError(
+                f"The tokenizer has {len(tokenizer)} tokens but the patient's output layer only {patient_vocab}: "
+                "they do not belong together. Pass the patient's own tokenizer."
+            )
+
+    # ------------------------------------------------------------------ log-probabilities
+    @torch.inference_mode()
+    def response_logprobs(self, sequences: list[_Sequence]) -> list[torch.Tensor]:
+        """log p(y_t | prompt, y_<t) [T_i] (float32, CPU) for every response, in the order given.
+
+        Sequences are sorted by length and run `config.batch_size` at a time, left-padded so every response
+        ends at the last column; only the last max-response-length + 1 positions go through the LM head.
+        """
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].prompt_ids) + len(sequences[i].completion_ids))
+        results: list[torch.Tensor | None] = [None] * len(sequences)
+        device = self.patient.device
+        for start in range(0, len(order), self.config.batch_size):
+            chunk = order[start : start + self.config.batch_size]
+            rows = [sequences[i].prompt_ids + sequences[i].completion_ids for i in chunk]
+            completion_lengths = [len(sequences[i].completion_ids) for i in chunk]
+            width, response_width = max(map(len, rows)), max(completion_lengths)
+            if response_width == 0:
+                for i in chunk:
+                    results[i] = torch.zeros(0)
+                continue
+            input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+            attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+            targets = torch.zeros(len(rows), response_width, dtype=torch.long)
+            for row, (ids, length) in enumerate(zip(rows, completion_lengths)):
+                input_ids[row, width - len(ids) :] = torch.tensor(ids)
+                attention_mask[row, width - len(ids) :] = 1
+                if length:
+                    targets[row, response_width - length :] = torch.tensor(ids[len(ids) - length :])
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.patient(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                position_ids=position_ids.to(device),
+                logits_to_keep=response_width + 1,
+                use_cache=False,
+            ).logits[:, :-1]
+            targets = targets.to(device)
+            for row, (index, length) in enumerate(zip(chunk, completion_lengths)):
+                row_logits = logits[row, response_width - length :].float()
+                row_targets = targets[row, response_width - length :]
+                logprobs = row_logits.gather(-1, row_targets[:, None]).squeeze(-1) - row_logits.logsumexp(-1)
+                results[index] = logprobs.cpu()
+        for sequence, logprobs in zip(sequences, results):
+            bad = (~torch.isfinite(logprobs)).nonzero()
+            if len(bad):
+                raise ValueError(
+                    f"The patient gave a non-finite log-probability ({logprobs[bad[0, 0]].item()}) at response "
+                    f"token {bad[0, 0].item()} of {sequence.where}. Check the patient's weights and dtype "
+                    "(float16 overflows; use float32 or bfloat16)."
+                )
+        return results
+
+    # ------------------------------------------------------------------ one pair
+    def score(self, prompt: str | list[dict[str, Any]], response: str | list[dict[str, Any]], chosen: bool = True) -> TokenRewards:
+        """Token rewards of one response (positive sign if `chosen`, negative otherwise).
+
+        `prompt` is a string or a list of chat messages; `response` a string or a list of assistant messages.
+        """
+        texts = format_completion(prompt, response, self.tokenizer, self.config)
+        completion_ids = tokenize_completion(self.tokenizer, texts.completion, texts.conversational)
+        neutral_ids = tokenize_prompt(self.tokenizer, texts.prompt, texts.conversational)
+        _, completion_ids, _, _ = truncate_pair(
+            neutral_ids, completion_ids, [], self.config.max_length, self.config.max_prompt_length, self.config.truncation_mode
+        )
+        positive, negative = self.response_logprobs(
+            [
+                _Sequence(tokenize_prompt(self.tokenizer, texts.positive_prompt, texts.conversational), completion_ids, "the response"),
+                _Sequence(tokenize_prompt(self.tokenizer, texts.negative_prompt, texts.conversational), completion_ids, "the response"),
+            ]
+        )
+        delta, normalized, rewards = token_rewards_from_logprobs(positive, negative, 1.0 if chosen else -1.0, self.config)
+        if texts.is_empty:
+            rewards = torch.zeros_like(rewards)
+        return TokenRewards(
+            token_ids=completion_ids,
+            tokens=self.tokenizer.convert_ids_to_tokens(completion_ids),
+            rewards=rewards.tolist(),
+            delta=delta.tolist(),
+            normalized=normalized.tolist(),
+        )
+
+    # ------------------------------------------------------------------ datasets
+    def _score_batch(self, batch: dict[str, list], indices: list[int], dataset_format: str) -> dict[str, list]:
+        examples = [as_explicit_example({k: batch[k][i] for k in batch}, dataset_format) for i in range(len(indices))]
+        columns: dict[str, list] = {name: [] for name in ("prompt_ids", "chosen_ids", "rejected_ids")}
+        sequences, empty_flags = [], []
+        for index, example in zip(indices, examples):
+            chosen = format_completion(example["prompt"], example["chosen"], self.tokenizer, self.config)
+            rejected = format_completion(example["prompt"], example["rejected"], self.tokenizer, self.config)
+            conversational = chosen.conversational
+            prompt_ids, chosen_ids, rejected_ids, truncated = truncate_pair(
+                tokenize_prompt(self.tokenizer, chosen.prompt, conversational),
+                tokenize_completion(self.tokenizer, chosen.completion, conversational),
+                tokenize_completion(self.tokenizer, rejected.completion, conversational),
+                self.config.max_length,
+                self.config.max_prompt_length,
+                self.config.truncation_mode,
+            )
+            self.stats.truncated_examples += truncated
+            columns["prompt_ids"].append(prompt_ids)
+            columns["chosen_ids"].append(chosen_ids)
+            columns["rejected_ids"].append(rejected_ids)
+            for texts, ids, name in ((chosen, chosen_ids, "chosen"), (rejected, rejected_ids, "rejected")):
+                where = f"example {index} ({name} response)"
+                sequences.append(_Sequence(tokenize_prompt(self.tokenizer, texts.positive_prompt, conversational), ids, where))
+                sequences.append(_Sequence(tokenize_prompt(self.tokenizer, texts.negative_prompt, conversational), ids, where))
+                empty_flags.append(texts.is_empty)
+        logprobs = self.response_logprobs(sequences)
+        rewards_by_response = []
+        for response, is_empty in enumerate(empty_flags):
+            sign = 1.0 if response % 2 == 0 else -1.0
+            _, _, rewards = token_rewards_from_logprobs(logprobs[2 * response], logprobs[2 * response + 1], sign, self.config)
+            if is_empty:
+                rewards = torch.zeros_like(rewards)
+            rewards_by_response.append(rewards.float().tolist())
+            self.stats.response_tokens += rewards.numel()
+            self.stats.nonzero_rewards += int((rewards != 0).sum())
+        self.stats.examples += len(indices)
+        self.stats.empty_responses += sum(empty_flags)
+        columns["chosen_token_rewards"] = rewards_by_response[0::2]
+        columns["rejected_token_rewards"] = rewards_by_response[1::2]
+        return columns
+
+    def fingerprint(self, dataset: Dataset) -> str:
+        """Cache key of the scored dataset: the input's fingerprint, the settings, the tokenizer and the patient."""
+        parameters = list(self.patient.parameters())
+        weights_probe = [p.detach().float().sum().item() for p in parameters[:: max(1, len(parameters) // 8)]]
+        return Hasher.hash(
+            (
+                dataset._fingerprint,
+                asdict(self.config),
+                self.patient.config.to_json_string(),
+                weights_probe,
+                self.tokenizer.name_or_path,
+                len(self.tokenizer),
+                self.tokenizer.chat_template,
+            )
+        )
+
+    def score_dataset(self, dataset: Dataset, map_batch_size: int = 64, num_proc: int | None = None) -> Dataset:
+        """Add `prompt_ids`, `chosen_ids`, `chosen_token_rewards`, `rejected_ids`, `rejected_token_rewards`.
+
+        Runs one batched `datasets.map` (progress bar included) whose cache is keyed by `fingerprint(dataset)`,
+        so scoring the same data with the same patient and settings again loads the cached result.
+        Logs the fraction of non-zero rewards and counts of empty and truncated responses.
+        """
+        dataset_format = preference_format(dataset.column_names)
+        if dataset_format == "scored":
+            return dataset
+        self.stats = ScoringStats()
+        scored = dataset.map(
+            self._score_batch,
+            batched=True,
+            batch_size=map_batch_size,
+            with_indices=True,
+            fn_kwargs={"dataset_format": dataset_format},
+            num_proc=num_proc,
+            new_fingerprint=self.fingerprint(dataset),
+            desc="Scoring token rewards",
+        )
+        if self.stats.empty_responses:
+            logger.warning(f"{self.stats.empty_responses} empty responses got all-zero token rewards.")
+        if self.stats.truncated_examples:
+            logger.warning(
+                f"{self.stats.truncated_examples} examples were truncated to max_length={self.config.max_length} "
+                f"(max_prompt_length={self.config.max_prompt_length}, truncation_mode={self.config.truncation_mode})."
+            )
+        if self.stats.examples:
+            logger.info(
+                f"Scored {self.stats.examples} examples, {self.stats.response_tokens} response tokens; "
+                f"non-zero rewards: {self.stats.nonzero_fraction:.1%} (theta={self.config.theta})."
+            )
+        return scored
+
+
+def reward_statistics(dataset: Dataset) -> dict[str, float]:
+    """Sparsity and mean rewards of a scored dataset (reads the reward columns only)."""
+    chosen = [r for rewards in dataset["chosen_token_rewards"] for r in rewards]
+    rejected = [r for rewards in dataset["rejected_token_rewards"] for r in rewards]
+    all_rewards = chosen + rejected
+    return {
+        "response_tokens": len(all_rewards),
+        "nonzero_fraction": sum(r != 0 for r in all_rewards) / max(len(all_rewards), 1),
+        "mean_chosen_reward": sum(chosen) / max(len(chosen), 1),
+        "mean_rejected_reward": sum(rejected) / max(len(rejected), 1),
+    }

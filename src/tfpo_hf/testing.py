@@ -1,0 +1,81 @@
+"""Tiny, offline, randomly initialised models and tokenizers for tests, examples and benchmarks.
+
+Nothing here touches the network: the tokenizer is a byte-level BPE without merges (every byte is a
+token) built in memory with a ChatML chat template shaped like SmolLM2's, and the models are Llama
+causal LMs with a few layers and a hidden size of 32-64.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# ChatML, inserting a default system prompt when the conversation has none (as SmolLM2's template does).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a tiny assistant.<|im_end|>\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def tiny_tokenizer(chat_template: bool = True, pad_token: bool = True) -> PreTrainedTokenizerFast:
+    """A lossless byte-level tokenizer (3 special tokens + 256 bytes = 259 ids), built offline.
+
+    Special ids: 0 `<|endoftext|>`, 1 `<|im_start|>`, 2 `<|im_end|>` (EOS, and PAD when `pad_token`),
+    the same layout as SmolLM2, where PAD cannot be told from EOS by id.
+    """
+    byte_alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for symbol in sorted(byte_alphabet):
+        vocab[symbol] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        unk_token=None,
+        pad_token="<|im_end|>" if pad_token else None,
+        additional_special_tokens=SPECIAL_TOKENS,
+    )
+    if chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def tiny_causal_lm(
+    vocab_size: int = 259,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    seed: int = 0,
+    **config_overrides,
+) -> LlamaForCausalLM:
+    """A randomly initialised Llama causal LM in eval mode, float32, deterministic for a given `seed`."""
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        eos_token_id=2,
+        pad_token_id=2,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+        **config_overrides,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    # Random init gives near-uniform next-token distributions; sharpen them so tests can see preferences.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    return model.eval()
