@@ -56,9 +56,14 @@ def tiny_causal_lm(
     hidden_size: int = 32,
     num_hidden_layers: int = 2,
     seed: int = 0,
+    logit_scale: float = 20.0,
     **config_overrides,
 ) -> LlamaForCausalLM:
-    """A randomly initialised Llama causal LM in eval mode, float32, deterministic for a given `seed`."""
+    """A randomly initialised Llama causal LM in eval mode, float32, deterministic for a given `seed`.
+
+    Random init gives near-uniform next-token distributions; the LM head is multiplied by `logit_scale` so a
+    patient has visible preferences (use 1.0 for a doctor that starts near uniform).
+    """
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -75,7 +80,6 @@ def tiny_causal_lm(
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    # Random init gives near-uniform next-token distributions; sharpen them so tests can see preferences.
     with torch.no_grad():
-        model.lm_head.weight.mul_(20.0)
+        model.lm_head.weight.mul_(logit_scale)
     return model.eval()
