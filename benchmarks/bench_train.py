@@ -1,0 +1,136 @@
+"""Training throughput: TFPOTrainer versus TRL's DPOTrainer on the same model, data and batch shape.
+
+Both train the same initial weights on the same preference pairs (TFPO from token rewards scored beforehand:
+stage 1 is not timed here, see bench_rewards.py). Throughput counts the real (non-pad) tokens of prompt+chosen and
+prompt+rejected per second of `train()` wall time. DPO also runs a reference-model forward per step; TFPO does not.
+
+    python benchmarks/bench_train.py                 # a 4-layer truncated SmolLM2 (embedded default)
+    python benchmarks/bench_train.py --model tiny    # tiny random Llama, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import statistics
+import tempfile
+import time
+import warnings
+
+import torch
+from datasets import Dataset
+
+from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer
+from tfpo_hf.modeling import truncated_causal_lm
+
+WORDS = (
+    "the a river light morning quiet garden stone friendly clear answer question simple careful detailed "
+    "warm cold help explain because often never always small large city history music science water"
+).split()
+
+
+def make_pairs(count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+
+    def sentence(low: int, high: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high))).capitalize() + "."
+
+    return [
+        {
+            "prompt": [{"role": "user", "content": sentence(6, 14)}],
+            "chosen": [{"role": "assistant", "content": sentence(15, 40)}],
+            "rejected": [{"role": "assistant", "content": sentence(8, 30)}],
+        }
+        for _ in range(count)
+    ]
+
+
+def load_model_and_tokenizer(name: str, layers: int):
+    if name == "tiny":
+        from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+
+        return tiny_causal_lm(hidden_size=64, num_hidden_layers=layers, logit_scale=1.0), tiny_tokenizer()
+    from tfpo_hf import load_default_patient
+
+    patient, tokenizer = load_default_patient()
+    return truncated_causal_lm(patient, layers), tokenizer
+
+
+def scored_copy(pairs: Dataset, model, tokenizer, max_length: int) -> Dataset:
+    """Score the pairs once with the model itself as patient (rewards' values do not change the cost)."""
+    from tfpo_hf import TokenRewardConfig, TokenRewardScorer
+
+    return TokenRewardScorer(model, tokenizer, TokenRewardConfig(max_length=max_length)).score_dataset(pairs)
+
+
+def count_tokens(scored: Dataset) -> int:
+    return sum(
+        2 * len(p) + len(c) + len(r) for p, c, r in zip(scored["prompt_ids"], scored["chosen_ids"], scored["rejected_ids"])
+    )
+
+
+def time_tfpo(model, tokenizer, scored: Dataset, args: argparse.Namespace, output_dir: str) -> float:
+    config = TFPOConfig(
+        output_dir, max_length=args.max_length, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
+        report_to="none", use_cpu=True, save_strategy="no", logging_steps=1000, disable_tqdm=True,
+        learning_rate=1e-5, dataloader_drop_last=False,
+    )
+    trainer = TFPOTrainer(DoctorModel(copy.deepcopy(model)), args=config, train_dataset=scored, processing_class=tokenizer)
+    start = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - start
+
+
+def time_dpo(model, tokenizer, pairs: Dataset, args: argparse.Namespace, output_dir: str) -> float:
+    from trl import DPOConfig, DPOTrainer
+
+    config = DPOConfig(
+        output_dir, max_length=args.max_length, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
+        report_to="none", use_cpu=True, save_strategy="no", logging_steps=1000, disable_tqdm=True,
+        learning_rate=1e-5, gradient_checkpointing=False, bf16=False,
+    )
+    trainer = DPOTrainer(
+        copy.deepcopy(model), ref_model=copy.deepcopy(model).eval(), args=config, train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    start = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
+    parser.add_argument("--layers", type=int, default=4, help="decoder layers kept (truncated SmolLM2 / tiny depth)")
+    parser.add_argument("--pairs", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+
+    model, tokenizer = load_model_and_tokenizer(args.model, args.layers)
+    pairs = Dataset.from_list(make_pairs(args.pairs, seed=0))
+    scored = scored_copy(pairs, model, tokenizer, args.max_length)
+    tokens = count_tokens(scored)
+    print(f"model: {args.model} ({args.layers} layers, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
+          f"{args.pairs} pairs, batch {args.batch_size}, {tokens} tokens per epoch, {args.threads} threads")
+
+    timings = {"TFPOTrainer": [], "DPOTrainer": []}
+    with tempfile.TemporaryDirectory() as output_dir:
+        for _ in range(args.repeats):  # alternate so drift in machine load hits both alike
+            timings["TFPOTrainer"].append(time_tfpo(model, tokenizer, scored, args, output_dir))
+            timings["DPOTrainer"].append(time_dpo(model, tokenizer, pairs, args, output_dir))
+    for name, seconds in timings.items():
+        print(f"{name:12s} tokens/s: best {tokens / min(seconds):8.0f}   median {tokens / statistics.median(seconds):8.0f}"
+              f"   (epoch seconds: {', '.join(f'{s:.2f}' for s in seconds)})")
+    ratio_best = min(timings["DPOTrainer"]) / min(timings["TFPOTrainer"])
+    ratio_median = statistics.median(timings["DPOTrainer"]) / statistics.median(timings["TFPOTrainer"])
+    print(f"TFPO / DPO throughput ratio: best {ratio_best:.2f}, median {ratio_median:.2f} (target: >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()
