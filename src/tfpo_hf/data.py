@@ -169,3 +169,28 @@ def as_explicit_example(example: dict[str, Any], dataset_format: str) -> dict[st
     if dataset_format == "implicit":
         return extract_prompt({"chosen": example["chosen"], "rejected": example["rejected"]})
     return {"prompt": example["prompt"], "chosen": example["chosen"], "rejected": example["rejected"]}
+
+
+DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+
+
+def load_preference_dataset(
+    name_or_path: str, config_name: str | None = None, split: str = "train", max_examples: int | None = None
+):
+    """Load a preference dataset from a `save_to_disk` folder, a data file, or the Hub (`datasets.load_dataset`)."""
+    from pathlib import Path
+
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(name_or_path)
+    if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+        dataset = load_from_disk(str(path))
+        if isinstance(dataset, DatasetDict):
+            dataset = dataset[split]
+    elif path.is_file() and path.suffix in DATA_FILE_BUILDERS:
+        dataset = load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
+    else:
+        dataset = load_dataset(name_or_path, config_name, split=split)
+    if max_examples is not None:
+        dataset = dataset.select(range(min(max_examples, len(dataset))))
+    return dataset
