@@ -7,6 +7,7 @@ under the user's cache directory; later loads take well under a second.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import tempfile
@@ -41,11 +42,25 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "tfpo_hf"
 
 
+def _dequantized_gguf_kwargs(gguf_path: Path) -> dict:
+    """Ask for dense float weights where transformers can keep GGUF blocks packed (it does when `kernels` is set up)."""
+    try:
+        from transformers import GgufConfig
+    except ImportError:  # older transformers always de-quantise GGUF files
+        return {}
+    return {"quantization_config": GgufConfig(gguf_file=gguf_path.name, dequantize=True)}
+
+
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
     """De-quantise the GGUF once and save it as a plain safetensors checkpoint, atomically (temp dir + rename)."""
-    gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32, **_dequantized_gguf_kwargs(gguf_path)
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    plain_model = type(gguf_model)(gguf_model.config)
+    config = copy.deepcopy(gguf_model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the copy is a plain dense model
+    plain_model = type(gguf_model)(config)
     plain_model.load_state_dict(gguf_model.state_dict())
     plain_model.generation_config = gguf_model.generation_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +84,7 @@ def load_default_patient(
         cache_dir: where the converted checkpoint lives; defaults to `default_cache_dir()`.
     """
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = target / "SmolLM2-135M-Instruct"
+    target = target / "SmolLM2-135M-Instruct-dense"
     if not (target / "config.json").is_file():
         _convert_gguf(default_patient_gguf_path(), target)
     model = AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype)

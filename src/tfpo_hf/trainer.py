@@ -214,11 +214,13 @@ class TFPOTrainer(Trainer):
             self._signature_columns = list(SCORED_COLUMNS)
 
     # ------------------------------------------------------------------ loss
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """L_SubTB over the 2B chosen+rejected rows plus lambda_value * L_value over aligned chosen/rejected states."""
-        mode = "train" if self.model.training else "eval"
-        completion_mask = inputs["completion_mask"]
-        completion_width = completion_mask.shape[1]
+    def doctor_outputs(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """One doctor forward over the 2B rows: (logprobs [2B, T], log_values [2B, T+1], raw outputs).
+
+        Only the last T+1 columns (states s_0..s_T) go through the heads; the logits of s_0..s_{T-1} score the
+        response tokens y_1..y_T.
+        """
+        completion_width = inputs["completion_mask"].shape[1]
         prompt_width = inputs["input_ids"].shape[1] - completion_width
         position_ids = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         outputs = model(
@@ -227,9 +229,14 @@ class TFPOTrainer(Trainer):
             position_ids=position_ids,
             logits_to_keep=completion_width + 1,
         )
-        # Kept columns are states s_0..s_T; the logits of s_0..s_{T-1} score the response tokens y_1..y_T.
         logprobs = completion_logprobs(outputs.logits[:, :-1], inputs["input_ids"][:, prompt_width:])
-        log_values = outputs.log_values
+        return logprobs, outputs.log_values, outputs
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """L_SubTB over the 2B chosen+rejected rows plus lambda_value * L_value over aligned chosen/rejected states."""
+        mode = "train" if self.model.training else "eval"
+        completion_mask = inputs["completion_mask"]
+        logprobs, log_values, outputs = self.doctor_outputs(model, inputs)
         rewards = inputs["token_rewards"] * completion_mask
         log_q = torch.nn.functional.pad(rewards.cumsum(-1), (1, 0))
         subtb = subtrajectory_balance_loss(
@@ -241,11 +248,12 @@ class TFPOTrainer(Trainer):
             log_values[:pairs, 1:], log_values[pairs:, 1:], aligned_mask, gamma=self.args.gamma
         )
         loss = subtb + self.args.lambda_value * value
-        self._record_metrics(mode, subtb, value, logprobs, log_values, rewards, completion_mask)
+        self._record_metrics(mode, {"loss/subtb": subtb, "loss/value": value}, logprobs, log_values, rewards, completion_mask)
         return (loss, outputs) if return_outputs else loss
 
     @torch.no_grad()
-    def _record_metrics(self, mode, subtb, value, logprobs, log_values, rewards, completion_mask) -> None:
+    def _record_metrics(self, mode, losses, logprobs, log_values, rewards, completion_mask) -> None:
+        """Append this batch's losses, flow statistics, reward sparsity and doctor preference accuracy/margin."""
         pairs = completion_mask.shape[0] // 2
         mask = completion_mask.bool()
         sequence_logps = torch.where(mask, logprobs, 0.0).sum(-1)
@@ -253,8 +261,7 @@ class TFPOTrainer(Trainer):
         state_mask = torch.nn.functional.pad(mask, (1, 0), value=True)
         gather = self.accelerator.gather_for_metrics
         metrics = {
-            "loss/subtb": subtb.detach(),
-            "loss/value": value.detach(),
+            **{name: loss.detach() for name, loss in losses.items()},
             "flow/log_v_mean": log_values[state_mask].mean().detach(),
             "rewards/sparsity": (rewards[mask] != 0).float().mean(),
             "doctor/accuracy": (margin > 0).float().mean(),

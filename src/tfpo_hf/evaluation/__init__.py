@@ -1,0 +1,22 @@
+"""Evaluation harness: judges, generation methods, quality and diversity metrics, reports."""
+
+from .harness import Method, MethodResult, best_of_n_generate_fn, evaluate_methods, patient_generate_fn
+from .judges import VaderJudge, get_judge
+from .metrics import distinct_n, self_bleu, win_rate
+from .report import plot_score_vs_diversity, results_table, write_results_json
+
+__all__ = [
+    "Method",
+    "MethodResult",
+    "VaderJudge",
+    "best_of_n_generate_fn",
+    "distinct_n",
+    "evaluate_methods",
+    "get_judge",
+    "patient_generate_fn",
+    "plot_score_vs_diversity",
+    "results_table",
+    "self_bleu",
+    "win_rate",
+    "write_results_json",
+]

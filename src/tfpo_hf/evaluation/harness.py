@@ -1,0 +1,142 @@
+"""Generate with several methods on the same prompts and seeds, judge them, and measure quality and diversity."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase, set_seed
+
+from .judges import Judge, get_judge
+from .metrics import distinct_n, self_bleu, win_rate
+
+Prompt = str | list[dict[str, Any]]
+
+
+@dataclass
+class Method:
+    """A way to answer prompts: `generate(prompts, seed)` returns one text per prompt.
+
+    `family` groups a sweep (e.g. "LLMdoctor" at several betas) and `beta` is its knob, for the plot.
+    """
+
+    name: str
+    generate: Callable[[list[Prompt], int], list[str]]
+    family: str = ""
+    beta: float | None = None
+
+
+@dataclass
+class MethodResult:
+    name: str
+    family: str
+    beta: float | None
+    mean_score: float
+    win_rate: float
+    distinct_1: float
+    distinct_2: float
+    distinct_3: float
+    self_bleu: float
+    mean_words: float
+    seconds_per_sample: float
+    scores: list[float] = field(repr=False)
+    texts: list[str] = field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("scores", "texts")}
+
+
+def chat_prompt(prompt: Prompt) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def patient_generate_fn(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 8,
+    processor_factory: Callable[[], Any] | None = None,
+    **generate_kwargs,
+) -> Callable[[list[Prompt], int], list[str]]:
+    """A `Method.generate` that runs `model.generate` in left-padded batches through the chat template.
+
+    `processor_factory` builds a logits processor (e.g. a `DoctorLogitsProcessor`) once; it is handed each batch's
+    attention mask through `set_attention_mask` when it has one.
+    """
+    processor = processor_factory() if processor_factory is not None else None
+
+    def generate(prompts: list[Prompt], seed: int) -> list[str]:
+        set_seed(seed)
+        texts = [tokenizer.apply_chat_template(chat_prompt(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+        outputs: list[str] = []
+        padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+        try:
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                batch = batch.to(model.device)
+                processors = LogitsProcessorList()
+                if processor is not None:
+                    if hasattr(processor, "set_attention_mask"):
+                        processor.set_attention_mask(batch["attention_mask"])
+                    processors.append(processor)
+                with torch.inference_mode():
+                    generated = model.generate(
+                        **batch, logits_processor=processors, pad_token_id=tokenizer.pad_token_id, **generate_kwargs
+                    )
+                new_tokens = generated[:, batch["input_ids"].shape[1] :]
+                outputs += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        finally:
+            tokenizer.padding_side = padding_side
+        return [text.strip() for text in outputs]
+
+    return generate
+
+
+def best_of_n_generate_fn(sample_fn: Callable[[list[Prompt], int], list[str]], judge: Judge, n: int = 4):
+    """A `Method.generate` that draws `n` samples per prompt (seeds seed..seed+n-1) and keeps the judge's favourite."""
+
+    def generate(prompts: list[Prompt], seed: int) -> list[str]:
+        candidates = [sample_fn(prompts, seed + k) for k in range(n)]
+        return [max((c[i] for c in candidates), key=judge) for i in range(len(prompts))]
+
+    return generate
+
+
+def evaluate_methods(
+    methods: Sequence[Method],
+    prompts: list[Prompt],
+    judge: str | Judge,
+    reference: str,
+    seed: int = 0,
+) -> list[MethodResult]:
+    """Run every method on the same prompts and seed; score with the judge; win rates are against `reference`."""
+    judge = get_judge(judge)
+    runs = {}
+    for method in methods:
+        start = time.perf_counter()
+        texts = method.generate(prompts, seed)
+        seconds = time.perf_counter() - start
+        runs[method.name] = (method, texts, [judge(text) for text in texts], seconds)
+    if reference not in runs:
+        raise ValueError(f"The reference method {reference!r} is not among {list(runs)}.")
+    reference_scores = runs[reference][2]
+    return [
+        MethodResult(
+            name=method.name,
+            family=method.family,
+            beta=method.beta,
+            mean_score=sum(scores) / len(scores),
+            win_rate=win_rate(scores, reference_scores),
+            distinct_1=distinct_n(texts, 1),
+            distinct_2=distinct_n(texts, 2),
+            distinct_3=distinct_n(texts, 3),
+            self_bleu=self_bleu(texts),
+            mean_words=sum(len(text.split()) for text in texts) / len(texts),
+            seconds_per_sample=seconds / len(texts),
+            scores=scores,
+            texts=texts,
+        )
+        for method, texts, scores, seconds in runs.values()
+    ]
