@@ -3,6 +3,7 @@
     tfpo-hf rewards  --dataset PATH_OR_ID [--patient ID] --output DIR      # stage 1: score a preference dataset
     tfpo-hf train    --dataset PATH_OR_ID --output_dir DIR [--doctor ID | --doctor_layers K] [TFPOConfig flags]
     tfpo-hf generate --doctor PATH --prompt "..." [--beta 0.5] [--patient ID]   # stage 3: stream guided text
+    tfpo-hf evaluate --doctor PATH [--beta 0.5 1.0] [--prompts FILE] [--judge vader]  # judge a beta sweep
     tfpo-hf demo     [--quick]                                                  # the whole pipeline on SmolLM2
 
 `tfpo-hf SUBCOMMAND --help` lists every flag with its help text.
@@ -158,6 +159,81 @@ def _generate(argv: list[str]) -> None:
         )
 
 
+@dataclass
+class EvaluateArguments:
+    doctor: list[str] = field(default_factory=list, metadata={"help": "Doctor path(s) or Hub id(s) to sweep."})
+    beta: list[float] = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "Doctor weights to sweep."})
+    alpha: float = field(default=1.0, metadata={"help": "Patient weight."})
+    prompts: str | None = field(
+        default=None,
+        metadata={"help": "A .jsonl/.txt file of prompts (field `prompt`, or one per line); omitted: the demo's "
+                  "held-out movie-review openings."},
+    )
+    num_prompts: int = field(default=40, metadata={"help": "Number of prompts used."})
+    judge: str = field(default="vader", metadata={"help": "Built-in judge name."})
+    best_of_n: int = field(default=4, metadata={"help": "N of the best-of-N reference (0 skips it)."})
+    max_new_tokens: int = field(default=40, metadata={"help": "Tokens generated per response."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=0.9, metadata={"help": "Nucleus threshold."})
+    output_dir: str = field(default="tfpo_eval", metadata={"help": "Where results.json, results.md and the plot go."})
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+
+
+def _read_prompts(path: str | None, count: int) -> list:
+    import json
+    from pathlib import Path
+
+    from .demo import chat, load_prompts
+
+    if path is None:
+        return [chat(row["opening"]) for row in load_prompts()[-count:]]
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    if path.endswith(".jsonl"):
+        return [json.loads(line)["prompt"] for line in lines][:count]
+    return lines[:count]
+
+
+def _evaluate(argv: list[str]) -> None:
+    from pathlib import Path
+
+    from .evaluation import (
+        Method, best_of_n_generate_fn, evaluate_methods, get_judge, patient_generate_fn, plot_score_vs_diversity,
+        results_table, write_results_json,
+    )
+    from .logits_process import DoctorLogitsProcessor
+
+    parser = TrlParser((PatientArguments, EvaluateArguments), prog="tfpo-hf evaluate")
+    patient_args, eval_args = parser.parse_args_and_config(argv)
+    patient, tokenizer = load_patient(patient_args)
+    judge = get_judge(eval_args.judge)
+    prompts = _read_prompts(eval_args.prompts, eval_args.num_prompts)
+    sampling = dict(do_sample=True, temperature=eval_args.temperature, top_p=eval_args.top_p,
+                    max_new_tokens=eval_args.max_new_tokens)
+    unguided = patient_generate_fn(patient, tokenizer, **sampling)
+    methods = [
+        Method("patient (greedy)", patient_generate_fn(patient, tokenizer, do_sample=False,
+                                                       max_new_tokens=eval_args.max_new_tokens)),
+        Method("patient (sampling)", unguided),
+    ]
+    for doctor in eval_args.doctor:
+        for beta in eval_args.beta:
+            factory = lambda d=doctor, b=beta: DoctorLogitsProcessor(d, betas=b, alpha=eval_args.alpha, tokenizer=tokenizer)  # noqa: E731
+            methods.append(Method(f"{Path(doctor).name} beta={beta:g}",
+                                  patient_generate_fn(patient, tokenizer, processor_factory=factory, **sampling),
+                                  family=Path(doctor).name, beta=beta))
+    if eval_args.best_of_n:
+        methods.append(Method(f"best-of-{eval_args.best_of_n} (judge)",
+                              best_of_n_generate_fn(unguided, judge, eval_args.best_of_n)))
+    results = evaluate_methods(methods, prompts, judge, reference="patient (sampling)", seed=eval_args.seed)
+    output_dir = Path(eval_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_results_json(results, output_dir / "results.json", arguments=vars(eval_args))
+    (output_dir / "results.md").write_text(results_table(results) + "\n")
+    plot_score_vs_diversity(results, output_dir / "reward_vs_diversity.png", judge_name=eval_args.judge)
+    print(results_table(results))
+    print(f"Results written to {output_dir}")
+
+
 def _demo(argv: list[str]) -> None:
     from .demo import main as demo_main
 
@@ -168,6 +244,7 @@ SUBCOMMANDS = {
     "rewards": (_rewards, "Stage 1: score a preference dataset with the patient's two faces."),
     "train": (_train, "Stage 2: train a doctor with TFPO (scores the dataset first if needed)."),
     "generate": (_generate, "Stage 3: stream text from the patient guided by doctor(s)."),
+    "evaluate": (_evaluate, "Compare unguided, guided (beta sweep) and best-of-N generations with a judge."),
     "demo": (_demo, "The whole pipeline on the embedded SmolLM2 patient, with a report."),
 }
 
