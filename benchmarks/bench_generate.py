@@ -1,0 +1,187 @@
+"""Guided generation overhead: tokens/s of `generate()` with `DoctorLogitsProcessor` against plain `generate()`.
+
+All variants run side by side in one process on the same patient, prompts (chat template, left padded) and number of
+new tokens (greedy, `min_new_tokens = max_new_tokens`), interleaved over `--repeats` rounds; times are min and median.
+
+The target for a guided run is `(1 + doctor step / patient step) * plain time + 10%`, where a step is one incremental
+decode forward with a KV cache over the prompt batch, timed alone for each model: guidance should cost one doctor
+forward per token and little else. The no-cache reference processor (tests/reference_guidance.py, re-running the
+doctor over the whole prefix at every token) generates only `--reference-tokens` tokens: its cost grows with length.
+
+    python benchmarks/bench_generate.py                 # SmolLM2-135M-Instruct (load_default_patient), fp32
+    python benchmarks/bench_generate.py --bf16 --max-new-tokens 64
+    python benchmarks/bench_generate.py --tiny          # tiny random models, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import inspect
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import DynamicCache, LogitsProcessorList
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference_guidance import ReferenceGuidanceProcessor  # noqa: E402
+
+from tfpo_hf.logits_process import DoctorLogitsProcessor  # noqa: E402
+from tfpo_hf.modeling import truncated_causal_lm  # noqa: E402
+
+PROMPTS = [
+    "Give me three tips for a good night's sleep.",
+    "What is the capital of France?",
+    "Write a haiku about autumn leaves.",
+    "Explain in two sentences why the sky is blue.",
+    "How do I boil an egg?",
+    "Name a famous painting and its painter.",
+    "Suggest a name for a small coffee shop.",
+    "What does a compiler do?",
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny random models instead of SmolLM2 (smoke run)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 weights (default float32)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--reference-tokens", type=int, default=8, help="new tokens for the no-cache reference")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--beta", type=float, default=0.5)
+    return parser.parse_args()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def load_models(args, dtype):
+    if args.tiny:
+        from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+
+        patient, tokenizer = tiny_causal_lm(hidden_size=64, num_hidden_layers=8).to(dtype), tiny_tokenizer()
+    else:
+        from tfpo_hf.defaults import load_default_patient
+
+        patient, tokenizer = load_default_patient(dtype=dtype)
+    tokenizer.padding_side = "left"
+    return patient, tokenizer
+
+
+def time_generate(patient, inputs, processor, new_tokens: int, device) -> float:
+    kwargs = {"logits_processor": LogitsProcessorList([processor])} if processor is not None else {}
+    synchronize(device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = patient.generate(
+            **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, **kwargs
+        )
+    synchronize(device)
+    assert out.shape[1] - inputs["input_ids"].shape[1] == new_tokens
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def decode_step_time(model, inputs, device, repeats: int = 20) -> float:
+    """Minimum time of one incremental forward (one new token per row) over the prompt batch's KV cache."""
+    cache = DynamicCache(config=model.config)
+    parameters = inspect.signature(type(model).forward).parameters
+    cache_kwarg = {"past_key_values" if "past_key_values" in parameters else "cache": cache}  # renamed in 5.x
+    mask = inputs["attention_mask"]
+    model(**inputs, **cache_kwarg, use_cache=True, logits_to_keep=1)
+    step_ids = inputs["input_ids"][:, -1:]
+    step_mask = torch.cat([mask, mask.new_ones((len(mask), 1))], dim=-1)
+    position_ids = mask.sum(-1, keepdim=True)
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        model(
+            input_ids=step_ids, attention_mask=step_mask, position_ids=position_ids, **cache_kwarg, use_cache=True,
+            logits_to_keep=1,
+        )  # fmt: skip
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        cache.crop(-1)
+    return min(times)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    patient, tokenizer = load_models(args, dtype)
+    patient.to(device)
+    num_layers = patient.config.num_hidden_layers
+    doctors = {
+        "same size": copy.deepcopy(patient),
+        f"{max(1, num_layers // 4)}/{num_layers} layers": truncated_causal_lm(patient, max(1, num_layers // 4)),
+    }
+
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.batch_size)]
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+    inputs = tokenizer(texts, return_tensors="pt", padding=True).to(device)
+    mask = inputs["attention_mask"]
+
+    variants = {"plain": (None, args.max_new_tokens)}
+    for name, doctor in doctors.items():
+        processor = DoctorLogitsProcessor(doctor, betas=args.beta, tokenizer=tokenizer, attention_mask=mask)
+        variants[f"guided, doctor {name}"] = (processor, args.max_new_tokens)
+    reference = ReferenceGuidanceProcessor([doctors["same size"]], [args.beta], attention_mask=mask)
+    variants["no-cache reference, doctor same size"] = (reference, args.reference_tokens)
+
+    times = {name: [] for name in variants}
+    for name, (processor, new_tokens) in variants.items():  # warm-up
+        time_generate(patient, inputs, processor, min(new_tokens, 4), device)
+    for _ in range(args.repeats):
+        for name, (processor, new_tokens) in variants.items():
+            times[name].append(time_generate(patient, inputs, processor, new_tokens, device))
+
+    patient_step = decode_step_time(patient, inputs, device)
+    step_ratio = {name: decode_step_time(doctor, inputs, device) / patient_step for name, doctor in doctors.items()}
+
+    model_name = "tiny random Llama" if args.tiny else "SmolLM2-135M-Instruct"
+    print(
+        f"patient {model_name} ({num_layers} layers), {dtype}, device {device}, threads {torch.get_num_threads()}, "
+        f"batch {args.batch_size}, prompt length {inputs['input_ids'].shape[1]} (left padded), greedy, "
+        f"beta {args.beta}, repeats {args.repeats}"
+    )
+    plain_time = min(times["plain"])
+    header = f"{'variant':40s} {'tokens':>6s} {'min s':>8s} {'median s':>9s} {'tok/s':>8s} {'x plain':>8s}"
+    print(header)
+    print("-" * len(header))
+    for name, (_, new_tokens) in variants.items():
+        best, median = min(times[name]), statistics.median(times[name])
+        tokens = new_tokens * args.batch_size
+        per_token_ratio = (best / new_tokens) / (plain_time / args.max_new_tokens)
+        print(f"{name:40s} {tokens:6d} {best:8.3f} {median:9.3f} {tokens / best:8.1f} {per_token_ratio:8.2f}")
+    print()
+    print(f"one decode step with a KV cache: patient {patient_step * 1e3:.2f} ms")
+    for name in doctors:
+        guided = min(times[f"guided, doctor {name}"])
+        bound = (1 + step_ratio[name]) * plain_time * 1.10
+        print(
+            f"doctor {name}: step cost {step_ratio[name]:.2f} x patient; target bound (1 + {step_ratio[name]:.2f}) x "
+            f"plain + 10% = {bound:.3f} s; guided {guided:.3f} s = {guided / bound:.2f} x bound "
+            f"({'within' if guided <= bound else 'over'})"
+        )
+    print(
+        f"(the no-cache reference generated {args.reference_tokens} tokens per row, not {args.max_new_tokens}; its "
+        "'x plain' column compares time per token)"
+    )
+
+
+if __name__ == "__main__":
+    main()
