@@ -56,10 +56,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 class DemoArguments:
     output_dir: str = field(default="tfpo_demo", metadata={"help": "Report directory."})
     quick: bool = field(default=False, metadata={"help": "A 2-minute version with tiny sizes (used by the tests)."})
-    train_prompts: int = field(default=160, metadata={"help": "Prompts used to build preference pairs."})
-    eval_prompts: int = field(default=40, metadata={"help": "Held-out prompts for the evaluation."})
+    train_prompts: int = field(default=96, metadata={"help": "Prompts used to build preference pairs."})
+    eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts for the evaluation."})
     samples_per_prompt: int = field(default=4, metadata={"help": "Patient samples per training prompt (best vs worst)."})
-    max_new_tokens: int = field(default=40, metadata={"help": "Tokens generated per response."})
+    max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per response."})
     doctor_layers: int = field(default=8, metadata={"help": "Doctor = the patient's first K layers (0: LoRA copy)."})
     epochs: float = field(default=2.0, metadata={"help": "Doctor training epochs."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Doctor learning rate."})
