@@ -47,6 +47,9 @@ PROMPTS = [
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny random models instead of SmolLM2 (smoke run)")
+    parser.add_argument("--patient", default=None, help="local model folder instead of the embedded SmolLM2")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="with --patient: random weights of that architecture (same cost, nothing to load)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 weights (default float32)")
@@ -68,6 +71,16 @@ def load_models(args, dtype):
         from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
         patient, tokenizer = tiny_causal_lm(hidden_size=64, num_hidden_layers=8).to(dtype), tiny_tokenizer()
+    elif args.patient:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from tfpo_hf.testing import random_causal_lm_like
+
+        tokenizer = AutoTokenizer.from_pretrained(args.patient)
+        if args.random_weights:
+            patient = random_causal_lm_like(args.patient, dtype=dtype)
+        else:
+            patient = AutoModelForCausalLM.from_pretrained(args.patient, dtype=dtype).eval()
     else:
         from tfpo_hf.defaults import load_default_patient
 

@@ -46,15 +46,23 @@ def make_pairs(count: int, seed: int) -> list[dict]:
     ]
 
 
-def load_model_and_tokenizer(name: str, layers: int):
-    if name == "tiny":
+def load_model_and_tokenizer(args: argparse.Namespace):
+    if args.model == "tiny":
         from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
-        return tiny_causal_lm(hidden_size=64, num_hidden_layers=layers, logit_scale=1.0), tiny_tokenizer()
+        return tiny_causal_lm(hidden_size=64, num_hidden_layers=args.layers, logit_scale=1.0), tiny_tokenizer()
+    if args.patient:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from tfpo_hf.testing import random_causal_lm_like
+
+        tokenizer = AutoTokenizer.from_pretrained(args.patient)
+        patient = random_causal_lm_like(args.patient) if args.random_weights else AutoModelForCausalLM.from_pretrained(args.patient)
+        return truncated_causal_lm(patient, args.layers), tokenizer
     from tfpo_hf import load_default_patient
 
     patient, tokenizer = load_default_patient()
-    return truncated_causal_lm(patient, layers), tokenizer
+    return truncated_causal_lm(patient, args.layers), tokenizer
 
 
 def scored_copy(pairs: Dataset, model, tokenizer, max_length: int) -> Dataset:
@@ -73,8 +81,8 @@ def count_tokens(scored: Dataset) -> int:
 def time_tfpo(model, tokenizer, scored: Dataset, args: argparse.Namespace, output_dir: str) -> float:
     config = TFPOConfig(
         output_dir, max_length=args.max_length, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-        report_to="none", use_cpu=True, save_strategy="no", logging_steps=1000, disable_tqdm=True,
-        learning_rate=1e-5, dataloader_drop_last=False,
+        report_to="none", use_cpu=args.device == "cpu", save_strategy="no", logging_steps=1000, disable_tqdm=True,
+        learning_rate=1e-5, bf16=args.bf16,
     )
     trainer = TFPOTrainer(DoctorModel(copy.deepcopy(model)), args=config, train_dataset=scored, processing_class=tokenizer)
     start = time.perf_counter()
@@ -87,8 +95,8 @@ def time_dpo(model, tokenizer, pairs: Dataset, args: argparse.Namespace, output_
 
     config = DPOConfig(
         output_dir, max_length=args.max_length, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-        report_to="none", use_cpu=True, save_strategy="no", logging_steps=1000, disable_tqdm=True,
-        learning_rate=1e-5, gradient_checkpointing=False, bf16=False,
+        report_to="none", use_cpu=args.device == "cpu", save_strategy="no", logging_steps=1000, disable_tqdm=True,
+        learning_rate=1e-5, gradient_checkpointing=False, bf16=args.bf16,
     )
     trainer = DPOTrainer(
         copy.deepcopy(model), ref_model=copy.deepcopy(model).eval(), args=config, train_dataset=pairs,
@@ -108,16 +116,21 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision for both trainers")
+    parser.add_argument("--patient", default=None, help="local model folder instead of the embedded SmolLM2")
+    parser.add_argument("--random-weights", action="store_true", help="with --patient: random weights, same cost")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
-    model, tokenizer = load_model_and_tokenizer(args.model, args.layers)
+    model, tokenizer = load_model_and_tokenizer(args)
     pairs = Dataset.from_list(make_pairs(args.pairs, seed=0))
     scored = scored_copy(pairs, model, tokenizer, args.max_length)
     tokens = count_tokens(scored)
     print(f"model: {args.model} ({args.layers} layers, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
-          f"{args.pairs} pairs, batch {args.batch_size}, {tokens} tokens per epoch, {args.threads} threads")
+          f"{args.pairs} pairs, batch {args.batch_size}, {tokens} tokens per epoch, device {args.device}, "
+          f"{'bf16' if args.bf16 else 'fp32'}, {args.threads} threads")
 
     timings = {"TFPOTrainer": [], "DPOTrainer": []}
     with tempfile.TemporaryDirectory() as output_dir:

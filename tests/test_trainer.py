@@ -189,7 +189,9 @@ def test_lora_doctor_trains_value_head_in_full_and_round_trips(tmp_path):
 
 
 def test_gradient_accumulation_and_activation_checkpointing_train(tmp_path):
-    args = make_args(tmp_path, gradient_accumulation_steps=2, activation_checkpointing=True, per_device_train_batch_size=2)
+    # transformers renamed gradient_checkpointing to activation_checkpointing during 5.x
+    name = "activation_checkpointing" if "activation_checkpointing" in TFPOConfig.__dataclass_fields__ else "gradient_checkpointing"
+    args = make_args(tmp_path, gradient_accumulation_steps=2, per_device_train_batch_size=2, **{name: True})
     trainer = TFPOTrainer(
         DoctorModel(tiny_causal_lm(seed=2)), args=args, train_dataset=scored_dataset(8), processing_class=tiny_tokenizer()
     )

@@ -122,6 +122,9 @@ class DoctorModel(nn.Module):
     def activation_checkpointing_enable(self, **kwargs) -> None:
         self.pretrained_model.activation_checkpointing_enable(**kwargs)
 
+    def gradient_checkpointing_enable(self, **kwargs) -> None:  # the name Trainer calls before transformers 5.2x
+        self.pretrained_model.gradient_checkpointing_enable(**kwargs)
+
     def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
         return self.pretrained_model.num_parameters(only_trainable, exclude_embeddings) + sum(
             p.numel() for p in self.value_head.parameters() if p.requires_grad or not only_trainable

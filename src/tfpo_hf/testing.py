@@ -83,3 +83,12 @@ def tiny_causal_lm(
     with torch.no_grad():
         model.lm_head.weight.mul_(logit_scale)
     return model.eval()
+
+
+def random_causal_lm_like(name_or_path: str, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """A randomly initialised model with the architecture in `name_or_path`'s config (no weights read): costs
+    exactly what the real model costs, for benchmarks where the weights cannot travel."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name_or_path), dtype=dtype).eval()
