@@ -144,6 +144,43 @@ def training_config(output_dir: Path, args: DemoArguments, **overrides) -> TFPOC
     return TFPOConfig(**{**values, **overrides})
 
 
+def train_doctor(trainer_class, name: str, folder: str, patient, scored: Dataset, tokenizer, args: DemoArguments,
+                 output_dir: Path, training_logs: dict, timings: dict) -> str:
+    """Train a doctor with `trainer_class` (TFPO or the GenARM-style baseline), save it under `output_dir/folder`,
+    record its log history and time; returns the saved path."""
+    clock = time.perf_counter()
+    doctor, peft_config = make_doctor(patient, args)
+    trainer = trainer_class(
+        doctor, args=training_config(output_dir / "runs" / folder, args), train_dataset=scored,
+        processing_class=tokenizer, peft_config=peft_config,
+    )
+    trainer.train()
+    path = str(output_dir / folder)
+    trainer.save_model(path)
+    training_logs[name] = trainer.state.log_history
+    timings[f"{name} training"] = time.perf_counter() - clock
+    return path
+
+
+def beta_sweep(family: str, doctor_path: str, patient, tokenizer, args: DemoArguments, sampling: dict) -> list[Method]:
+    """One guided method per beta; the doctor is loaded once and shared by the processors."""
+    from transformers import AutoModelForCausalLM
+
+    doctor = AutoModelForCausalLM.from_pretrained(doctor_path, dtype=DTYPES[args.dtype]).eval()
+    return [
+        Method(
+            f"{family} beta={beta:g}",
+            patient_generate_fn(
+                patient, tokenizer, batch_size=8,
+                processor_factory=lambda b=beta: DoctorLogitsProcessor(doctor, betas=b, alpha=args.alpha, tokenizer=tokenizer),
+                **sampling,
+            ),
+            family=family, beta=beta,
+        )
+        for beta in args.betas
+    ]
+
+
 def train_dpo(patient: PreTrainedModel, tokenizer, pairs: Dataset, output_dir: Path, args: DemoArguments):
     """TRL's DPOTrainer with LoRA on a float32 copy of the patient; returns the merged model."""
     import copy
@@ -244,17 +281,10 @@ def run_demo(args: DemoArguments) -> Path:
     timings["stage 1 token rewards"] = time.perf_counter() - clock
     print(f"[demo] token rewards: {reward_stats['nonzero_fraction']:.1%} non-zero")
 
-    clock = time.perf_counter()
-    doctor, peft_config = make_doctor(patient, args)
-    trainer = TFPOTrainer(
-        doctor, args=training_config(output_dir / "runs" / "tfpo", args), train_dataset=scored,
-        processing_class=tokenizer, peft_config=peft_config,
-    )
-    trainer.train()
-    trainer.save_model(str(output_dir / "doctor"))
-    training_logs = {"TFPO doctor": trainer.state.log_history}
-    timings["stage 2 TFPO training"] = time.perf_counter() - clock
-    print(f"[demo] doctor trained and saved to {output_dir / 'doctor'} ({timings['stage 2 TFPO training']:.0f} s)")
+    training_logs: dict[str, list] = {}
+    doctor_path = train_doctor(TFPOTrainer, "TFPO doctor", "doctor", patient, scored, tokenizer, args, output_dir,
+                               training_logs, timings)
+    print(f"[demo] doctor trained and saved to {doctor_path} ({timings['TFPO doctor training']:.0f} s)")
 
     sampling = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
     unguided_sampling = patient_generate_fn(patient, tokenizer, batch_size=8, **sampling)
@@ -263,36 +293,13 @@ def run_demo(args: DemoArguments) -> Path:
                                                        max_new_tokens=args.max_new_tokens)),
         Method("patient (sampling)", unguided_sampling),
     ]
-    doctor_path = str(output_dir / "doctor")
-    for beta in args.betas:
-        methods.append(Method(
-            f"LLMdoctor beta={beta:g}",
-            patient_generate_fn(patient, tokenizer, batch_size=8, processor_factory=lambda b=beta: DoctorLogitsProcessor(
-                doctor_path, betas=b, alpha=args.alpha, tokenizer=tokenizer, dtype=DTYPES[args.dtype]), **sampling),
-            family="LLMdoctor", beta=beta,
-        ))
+    methods += beta_sweep("LLMdoctor", doctor_path, patient, tokenizer, args, sampling)
     if args.baselines:
+        genarm_path = train_doctor(TrajectoryBTTrainer, "GenARM-style doctor", "genarm_doctor", patient, scored,
+                                   tokenizer, args, output_dir, training_logs, timings)
+        methods += beta_sweep("GenARM-style", genarm_path, patient, tokenizer, args, sampling)
         clock = time.perf_counter()
-        genarm_doctor, genarm_peft = make_doctor(patient, args)
-        genarm = TrajectoryBTTrainer(
-            genarm_doctor, args=training_config(output_dir / "runs" / "genarm", args), train_dataset=scored,
-            processing_class=tokenizer, peft_config=genarm_peft,
-        )
-        genarm.train()
-        genarm.save_model(str(output_dir / "genarm_doctor"))
-        training_logs["GenARM-style doctor"] = genarm.state.log_history
-        timings["GenARM-style training"] = time.perf_counter() - clock
-        genarm_path = str(output_dir / "genarm_doctor")
-        for beta in args.betas:
-            methods.append(Method(
-                f"GenARM-style beta={beta:g}",
-                patient_generate_fn(patient, tokenizer, batch_size=8, processor_factory=lambda b=beta: DoctorLogitsProcessor(
-                    genarm_path, betas=b, alpha=args.alpha, tokenizer=tokenizer, dtype=DTYPES[args.dtype]), **sampling),
-                family="GenARM-style", beta=beta,
-            ))
-        clock = time.perf_counter()
-        dpo_model, dpo_log = train_dpo(patient, tokenizer, pairs, output_dir / "runs" / "dpo", args)
-        training_logs["DPO (TRL, LoRA)"] = dpo_log
+        dpo_model, training_logs["DPO (TRL, LoRA)"] = train_dpo(patient, tokenizer, pairs, output_dir / "runs" / "dpo", args)
         timings["DPO training"] = time.perf_counter() - clock
         methods.append(Method("DPO (TRL, LoRA)", patient_generate_fn(dpo_model, tokenizer, batch_size=8, **sampling)))
     if args.best_of_n:
