@@ -255,3 +255,13 @@ def test_empty_prompt_is_rejected(tmp_path):
             DoctorModel(tiny_causal_lm()), args=make_args(tmp_path), train_dataset=dataset,
             processing_class=tiny_tokenizer(),
         )
+
+
+def test_bf16_mixed_precision_trains_with_finite_losses(tmp_path):
+    trainer = TFPOTrainer(
+        DoctorModel(tiny_causal_lm(seed=2, logit_scale=1.0)), args=make_args(tmp_path, bf16=True, learning_rate=1e-3),
+        train_dataset=scored_dataset(8), processing_class=tiny_tokenizer(),
+    )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss/subtb" in entry]
+    assert logged and all(torch.isfinite(torch.tensor([e["loss"], e["loss/subtb"], e["loss/value"]])).all() for e in logged)
