@@ -6,7 +6,7 @@ positive way, judged by the VADER sentiment analyser (a third-party judge from P
 1. Preference pairs: the patient samples several continuations per training prompt; VADER picks the best as
    `chosen` and the worst as `rejected`.
 2. Stage 1: the patient's positive and negative faces score every response token.
-3. Stage 2: a doctor (the patient's first layers, or a LoRA copy) trains with TFPO.
+3. Stage 2: a doctor (a LoRA copy of the patient by default, or its first layers) trains with TFPO.
 4. Stage 3 and evaluation: held-out prompts are answered by the unguided patient, LLMdoctor at several betas and
    the baselines (GenARM-style trajectory-level doctor, DPO via TRL, best-of-N with the judge); the report holds a
    metrics table, sample generations side by side, a score-versus-diversity plot and a token-reward heatmap.
@@ -60,7 +60,11 @@ class DemoArguments:
     eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts for the evaluation."})
     samples_per_prompt: int = field(default=4, metadata={"help": "Patient samples per training prompt (best vs worst)."})
     max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per response."})
-    doctor_layers: int = field(default=8, metadata={"help": "Doctor = the patient's first K layers (0: LoRA copy)."})
+    doctor_layers: int = field(
+        default=0,
+        metadata={"help": "0: the doctor is a LoRA copy of the patient (default: it starts as a fluent LM); K > 0: "
+                  "the patient's first K layers, trained in full (cheaper to decode, but a poor LM at the start)."},
+    )
     epochs: float = field(default=2.0, metadata={"help": "Doctor training epochs."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Doctor learning rate."})
     theta: float = field(default=0.5, metadata={"help": "Token-reward sparsity threshold."})
@@ -79,7 +83,7 @@ class DemoArguments:
     def __post_init__(self):
         if self.quick:
             self.train_prompts, self.eval_prompts, self.samples_per_prompt = 12, 6, 2
-            self.max_new_tokens, self.epochs, self.doctor_layers = 12, 1.0, 2
+            self.max_new_tokens, self.epochs = 12, 1.0
             self.betas, self.best_of_n = [0.5, 1.0], 2
 
 
