@@ -265,3 +265,18 @@ def test_bf16_mixed_precision_trains_with_finite_losses(tmp_path):
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss/subtb" in entry]
     assert logged and all(torch.isfinite(torch.tensor([e["loss"], e["loss/subtb"], e["loss/value"]])).all() for e in logged)
+
+
+def test_value_head_learning_rate_gets_its_own_optimizer_group(tmp_path):
+    trainer = TFPOTrainer(
+        DoctorModel(tiny_causal_lm(seed=2)), args=make_args(tmp_path, learning_rate=1e-4, value_head_learning_rate=3e-2),
+        train_dataset=scored_dataset(8), processing_class=tiny_tokenizer(),
+    )
+    trainer.create_optimizer_and_scheduler(num_training_steps=2)
+    head = {id(p) for p in trainer.model.value_head.parameters()}
+    groups = trainer.optimizer.param_groups
+    head_groups = [g for g in groups if any(id(p) in head for p in g["params"])]
+    assert len(head_groups) == 1 and head_groups[0]["lr"] == pytest.approx(3e-2)
+    assert {id(p) for p in head_groups[0]["params"]} == head
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in trainer.model.parameters() if p.requires_grad)
+    assert all(g["lr"] == pytest.approx(1e-4) for g in groups if g is not head_groups[0])

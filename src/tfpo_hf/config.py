@@ -101,6 +101,11 @@ class TFPOConfig(TrainingArguments):
     # TFPO loss
     lambda_value: float = field(default=0.1, metadata={"help": "Weight of the value-discrimination loss."})
     gamma: float = field(default=0.1, metadata={"help": "Margin of the value-discrimination hinge loss."})
+    value_head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the value head (None: `learning_rate`). log V has to track the doctor's "
+                  "cumulative log-probability, far from its zero start; a higher rate lets it catch up."},
+    )
     subtb_max_span: int | None = field(
         default=None, metadata={"help": "Only subtrajectories of at most this many tokens (None: all pairs)."}
     )

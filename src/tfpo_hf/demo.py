@@ -67,6 +67,9 @@ class DemoArguments:
     )
     epochs: float = field(default=2.0, metadata={"help": "Doctor training epochs."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Doctor learning rate."})
+    value_head_learning_rate: float | None = field(
+        default=None, metadata={"help": "Value-head learning rate of the TFPO doctor (None: --learning_rate)."}
+    )
     theta: float = field(default=0.5, metadata={"help": "Token-reward sparsity threshold."})
     lambda_value: float = field(default=0.1, metadata={"help": "Weight of the value-discrimination loss."})
     betas: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0], metadata={"help": "Doctor weights to sweep."})
@@ -143,7 +146,7 @@ def training_config(output_dir: Path, args: DemoArguments, **overrides) -> TFPOC
         per_device_train_batch_size=8, logging_steps=5, save_strategy="no", report_to="none", use_cpu=True,
         theta=args.theta, lambda_value=args.lambda_value, positive_system_prompt=POSITIVE_FACE,
         negative_system_prompt=NEGATIVE_FACE, guidance_alpha=args.alpha, guidance_beta=args.betas[0],
-        seed=args.seed, disable_tqdm=True, max_length=256,
+        seed=args.seed, disable_tqdm=True, max_length=256, value_head_learning_rate=args.value_head_learning_rate,
     )
     return TFPOConfig(**{**values, **overrides})
 

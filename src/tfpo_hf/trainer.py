@@ -209,6 +209,20 @@ class TFPOTrainer(Trainer):
             )
         return dataset
 
+    def create_optimizer(self, model=None):
+        """Trainer's optimizer, with the value head in a group of its own when `value_head_learning_rate` is set."""
+        optimizer = super().create_optimizer(model)
+        if self.args.value_head_learning_rate is not None:
+            doctor = self.accelerator.unwrap_model(self.model)
+            head = {id(p) for p in doctor.value_head.parameters()}
+            for group in optimizer.param_groups:
+                group["params"] = [p for p in group["params"] if id(p) not in head]
+            optimizer.add_param_group(
+                {"params": list(doctor.value_head.parameters()), "lr": self.args.value_head_learning_rate,
+                 "weight_decay": 0.0}
+            )
+        return optimizer
+
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             self._signature_columns = list(SCORED_COLUMNS)
