@@ -29,11 +29,14 @@ def test_rewards_train_generate_evaluate(tmp_path, tiny_patient_dir, capsys):
     assert "Non-zero rewards:" in capsys.readouterr().out
 
     config = tmp_path / "train.yaml"
-    config.write_text(f"dataset: {tmp_path / 'scored'}\npatient: {tiny_patient_dir}\ndoctor_layers: 1\nmax_steps: 2\n"
+    config.write_text(f"dataset: {tmp_path / 'scored'}\npatient: {tiny_patient_dir}\nmax_steps: 2\n"
                       "per_device_train_batch_size: 4\nreport_to: none\nuse_cpu: true\nsave_strategy: 'no'\n")
     main(["train", "--config", str(config), "--output_dir", str(tmp_path / "doctor")])
     saved = json.loads((tmp_path / "doctor" / "tfpo_config.json").read_text())
     assert saved["theta"] == 0.5 and (tmp_path / "doctor" / "value_head.safetensors").exists()
+    assert (tmp_path / "doctor" / "adapter_config.json").exists(), "the default doctor is a LoRA copy of the patient"
+    with pytest.raises(ValueError, match="truncated doctor"):
+        main(["train", "--config", str(config), "--doctor_layers", "1", "--output_dir", str(tmp_path / "bad")])
 
     main(["generate", "--patient", tiny_patient_dir, "--doctor", str(tmp_path / "doctor"), "--prompt", "hi",
           "--max_new_tokens", "4"])

@@ -50,8 +50,12 @@ class TrainArguments:
     doctor: str | None = field(
         default=None, metadata={"help": "Doctor model id or path; omitted: the patient truncated to --doctor_layers."}
     )
-    doctor_layers: int = field(default=4, metadata={"help": "Decoder layers kept when the doctor is a truncated patient."})
-    lora_r: int = field(default=0, metadata={"help": "LoRA rank for the doctor's LM (0: train it in full)."})
+    doctor_layers: int = field(
+        default=0,
+        metadata={"help": "Without --doctor: 0 copies the whole patient (fluent from the start; use LoRA), K > 0 keeps "
+                  "its first K layers (cheaper to decode, trained in full)."},
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank for the doctor's LM (0: train it in full)."})
     eval_split: str | None = field(default=None, metadata={"help": "Split used for evaluation, if any."})
 
 
@@ -112,8 +116,14 @@ def _train(argv: list[str]) -> None:
         else None
     )
     patient, tokenizer = load_patient(patient_args)
+    if train_args.doctor is None and train_args.doctor_layers and train_args.lora_r:
+        raise ValueError(
+            "A truncated doctor (--doctor_layers > 0) has no checkpoint a LoRA adapter could point to as its base: "
+            "train it in full with --lora_r 0, or use LoRA on a whole copy with --doctor_layers 0."
+        )
     if train_args.doctor is None:
-        doctor = DoctorModel.from_patient(patient, train_args.doctor_layers)
+        layers = train_args.doctor_layers or patient.config.num_hidden_layers
+        doctor = DoctorModel.from_patient(patient, layers).float()
     else:
         doctor = DoctorModel.from_pretrained(train_args.doctor, **(config.model_init_kwargs or {}))
     peft_config = None
