@@ -56,7 +56,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 class DemoArguments:
     output_dir: str = field(default="tfpo_demo", metadata={"help": "Report directory."})
     quick: bool = field(default=False, metadata={"help": "A 2-minute version with tiny sizes (used by the tests)."})
-    train_prompts: int = field(default=96, metadata={"help": "Prompts used to build preference pairs."})
+    train_prompts: int = field(default=64, metadata={"help": "Prompts used to build preference pairs."})
     eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts for the evaluation."})
     samples_per_prompt: int = field(default=4, metadata={"help": "Patient samples per training prompt (best vs worst)."})
     max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per response."})
@@ -66,7 +66,9 @@ class DemoArguments:
                   "the patient's first K layers, trained in full (cheaper to decode, but a poor LM at the start)."},
     )
     epochs: float = field(default=2.0, metadata={"help": "Doctor training epochs."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "Doctor learning rate."})
+    learning_rate: float = field(
+        default=2e-4, metadata={"help": "Learning rate of every trained method (both doctors' LoRA and DPO's LoRA)."}
+    )
     value_head_learning_rate: float | None = field(
         default=None, metadata={"help": "Value-head learning rate of the TFPO doctor (None: --learning_rate)."}
     )
@@ -189,14 +191,15 @@ def beta_sweep(family: str, doctor_path: str, patient, tokenizer, args: DemoArgu
 
 
 def train_dpo(patient: PreTrainedModel, tokenizer, pairs: Dataset, output_dir: Path, args: DemoArguments):
-    """TRL's DPOTrainer with LoRA on a float32 copy of the patient; returns the merged model."""
+    """TRL's DPOTrainer with LoRA on a float32 copy of the patient, with the doctors' learning rate and epochs;
+    returns the merged model and the log history."""
     import copy
 
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
     config = DPOConfig(
-        str(output_dir), num_train_epochs=args.epochs, learning_rate=args.learning_rate * 10,
+        str(output_dir), num_train_epochs=args.epochs, learning_rate=args.learning_rate,
         per_device_train_batch_size=8, logging_steps=5, save_strategy="no", report_to="none", use_cpu=True,
         bf16=False, gradient_checkpointing=False, max_length=256, disable_tqdm=True, seed=args.seed,
     )
