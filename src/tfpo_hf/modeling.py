@@ -236,14 +236,18 @@ class DoctorModel(nn.Module):
         private: bool | None = None,
         token: str | None = None,
         revision: str | None = None,
+        tokenizer=None,
     ) -> str:
-        """Save to a temporary folder and upload it as one commit; returns the commit URL."""
+        """Save to a temporary folder (with `tokenizer`, when given, so `DoctorLogitsProcessor` can check it against
+        the patient's) and upload it as one commit; returns the commit URL."""
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder)
             commit = api.upload_folder(
                 repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision
             )
