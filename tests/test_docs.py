@@ -31,3 +31,14 @@ def test_the_promised_public_names_are_documented():
 
     for name in tfpo_hf.__all__:
         assert name in API, f"{name} is public but missing from docs/api.md"
+
+
+@pytest.mark.slow
+def test_quickstart_in_docs_index_runs(tmp_path, monkeypatch, capsys):
+    """The 30-line quickstart of docs/index.md, as written, on the embedded SmolLM2 patient."""
+    index = (Path(__file__).parents[1] / "docs" / "index.md").read_text()
+    code = re.search(r"```python\n(.*?)```", index, flags=re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/index.md", "exec"), {})
+    assert (tmp_path / "my-doctor" / "value_head.safetensors").exists()
+    assert capsys.readouterr().out.strip(), "the quickstart prints the guided text"
