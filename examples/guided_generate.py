@@ -18,12 +18,11 @@ import textwrap
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, set_seed
+from transformers import LogitsProcessorList, set_seed
 from trl import TrlParser
 
-from tfpo_hf import DoctorLogitsProcessor, load_default_patient
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from tfpo_hf import DoctorLogitsProcessor
+from tfpo_hf.defaults import DTYPES, load_patient
 DEFAULT_PROMPTS = [
     "Describe a rainy afternoon in two sentences.",
     "What do you think of people who are late?",
@@ -49,13 +48,6 @@ class GuidedGenerateArguments:
     width: int = field(default=60, metadata={"help": "Column width of the side-by-side printout."})
 
 
-def load_patient(args: GuidedGenerateArguments):
-    if args.patient is None:
-        return load_default_patient(dtype=DTYPES[args.dtype])
-    patient = AutoModelForCausalLM.from_pretrained(args.patient, dtype=DTYPES[args.dtype]).eval()
-    return patient, AutoTokenizer.from_pretrained(args.patient)
-
-
 def side_by_side(left: str, right: str, width: int) -> str:
     left_lines = textwrap.wrap(left, width) or [""]
     right_lines = textwrap.wrap(right, width) or [""]
@@ -67,7 +59,7 @@ def side_by_side(left: str, right: str, width: int) -> str:
 
 def main(args: GuidedGenerateArguments) -> list[tuple[str, str, str]]:
     """Returns (prompt, unguided, guided) triples."""
-    patient, tokenizer = load_patient(args)
+    patient, tokenizer = load_patient(args.patient, args.dtype)
     tokenizer.padding_side = "left"
     prompts = args.prompt or DEFAULT_PROMPTS
     texts = [

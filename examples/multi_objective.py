@@ -36,11 +36,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import TrlParser
 
-from tfpo_hf import DoctorLogitsProcessor, load_default_patient
+from tfpo_hf import DoctorLogitsProcessor
+from tfpo_hf.defaults import load_patient
 from tfpo_hf.evaluation import get_judge, patient_generate_fn
 
 DEFAULT_PROMPTS = [
@@ -126,11 +125,7 @@ def plot(records: list[dict], names: list[str], path: Path) -> None:
 def main(args: MultiObjectiveArguments) -> list[dict]:
     if len(args.doctor) != 2 or len(args.names) != 2:
         raise ValueError(f"Give exactly two doctors and two names, got {args.doctor} and {args.names}.")
-    if args.patient is None:
-        patient, tokenizer = load_default_patient()
-    else:
-        patient = AutoModelForCausalLM.from_pretrained(args.patient, dtype=torch.float32).eval()
-        tokenizer = AutoTokenizer.from_pretrained(args.patient)
+    patient, tokenizer = load_patient(args.patient)
     prompts = args.prompt or DEFAULT_PROMPTS
     judges = [get_judge("vader"), keyword_judge(args.keywords) if args.keywords else brevity_judge]
 

@@ -30,14 +30,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import TrlParser
 
-from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer, load_default_patient
+from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer
 from tfpo_hf.data import load_preference_dataset
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from tfpo_hf.defaults import DTYPES, load_patient
 
 
 @dataclass
@@ -74,19 +71,11 @@ class ScriptArguments:
     )
 
 
-def load_patient(script_args: ScriptArguments):
-    dtype = DTYPES[script_args.patient_dtype]
-    if script_args.patient is None:
-        return load_default_patient(dtype=dtype)
-    patient = AutoModelForCausalLM.from_pretrained(script_args.patient, dtype=dtype).eval()
-    return patient, AutoTokenizer.from_pretrained(script_args.patient)
-
-
 def main(script_args: ScriptArguments, training_args: TFPOConfig) -> None:
     dataset = load_preference_dataset(
         script_args.dataset, script_args.dataset_config, script_args.split, script_args.max_examples
     )
-    patient, tokenizer = load_patient(script_args)
+    patient, tokenizer = load_patient(script_args.patient, script_args.patient_dtype)
 
     if script_args.doctor is None:
         num_layers = script_args.doctor_layers or patient.config.get_text_config().num_hidden_layers

@@ -27,13 +27,12 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, set_seed
+from transformers import LogitsProcessorList, set_seed
 from trl import TrlParser
 
-from tfpo_hf import DoctorLogitsProcessor, load_default_patient
+from tfpo_hf import DoctorLogitsProcessor
+from tfpo_hf.defaults import DTYPES, load_patient
 from tfpo_hf.modeling import truncated_causal_lm
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_PROMPTS = ["Describe a sunrise in one sentence.", "Give me one tip for learning to cook."]
 
 
@@ -62,11 +61,7 @@ def parameter_count(model) -> int:
 
 def main(args: WeakToStrongArguments) -> dict:
     dtype = DTYPES[args.dtype]
-    if args.patient is None:
-        patient, tokenizer = load_default_patient(dtype=dtype)
-    else:
-        patient = AutoModelForCausalLM.from_pretrained(args.patient, dtype=dtype).eval()
-        tokenizer = AutoTokenizer.from_pretrained(args.patient)
+    patient, tokenizer = load_patient(args.patient, dtype)
     if args.doctor is not None:
         doctor, doctor_name = args.doctor, args.doctor  # loaded (and its tokenizer checked) by the processor
     else:

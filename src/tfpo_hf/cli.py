@@ -15,12 +15,10 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-import torch
 from trl import TrlParser
 
 from .config import TFPOConfig, TokenRewardConfig
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from .defaults import DTYPES
 
 
 @dataclass
@@ -74,14 +72,9 @@ class GenerateArguments:
 
 def load_patient(arguments: PatientArguments):
     """(model, tokenizer) of the patient named by the flags, the embedded default when none is named."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from .defaults import load_patient as load
 
-    from .defaults import load_default_patient
-
-    if arguments.patient is None:
-        return load_default_patient(dtype=DTYPES[arguments.dtype])
-    model = AutoModelForCausalLM.from_pretrained(arguments.patient, dtype=DTYPES[arguments.dtype]).eval()
-    return model, AutoTokenizer.from_pretrained(arguments.patient)
+    return load(arguments.patient, arguments.dtype)
 
 
 def _rewards(argv: list[str]) -> None:

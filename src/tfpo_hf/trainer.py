@@ -13,7 +13,6 @@ import torch
 from datasets import Dataset
 from torch import nn
 from transformers import (
-    AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
