@@ -8,9 +8,18 @@ decode forward with a KV cache over the prompt batch, timed alone for each model
 forward per token and little else. The no-cache reference processor (tests/reference_guidance.py, re-running the
 doctor over the whole prefix at every token) generates only `--reference-tokens` tokens: its cost grows with length.
 
+Ratio guidance with a LoRA copy of the patient (r = 16 on every linear layer, random adapter weights) is timed two
+ways: against the patient as reference (`references="patient"`: no forward beyond the doctor's) and against the
+doctor's base with the adapter disabled (`references="base"`, what a LoRA doctor of a *different* model needs: a
+second cached forward of the same weights).
+
     python benchmarks/bench_generate.py                 # SmolLM2-135M-Instruct (load_default_patient), fp32
     python benchmarks/bench_generate.py --bf16 --max-new-tokens 64
     python benchmarks/bench_generate.py --tiny          # tiny random models, a smoke run
+
+The last table compares the fused path (`tfpo_hf.fused.GuidedModel`: patient rows and LoRA-doctor rows in one
+forward over the shared weights) with the processor on the same LoRA doctor, at several batch sizes: time as a
+multiple of plain `generate()`, the fraction of greedy tokens that differ, and the KV cache each holds.
 """
 
 from __future__ import annotations
@@ -58,6 +67,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reference-tokens", type=int, default=8, help="new tokens for the no-cache reference")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--beta", type=float, default=0.5)
+    parser.add_argument("--fused-batch-sizes", type=int, nargs="*", default=[1, 4, 16],
+                        help="batch sizes of the fused-path table (GuidedModel against the processor); none skips it")
     return parser.parse_args()
 
 
@@ -89,7 +100,9 @@ def load_models(args, dtype):
     return patient, tokenizer
 
 
-def time_generate(patient, inputs, processor, new_tokens: int, device) -> float:
+def time_generate(patient, inputs, processor, new_tokens: int, device, tokens: list | None = None) -> float:
+    """Seconds of one greedy `generate` of exactly `new_tokens` tokens; `patient` may be a `GuidedModel`. The new
+    tokens are appended to `tokens` when given."""
     kwargs = {"logits_processor": LogitsProcessorList([processor])} if processor is not None else {}
     synchronize(device)
     start = time.perf_counter()
@@ -99,6 +112,8 @@ def time_generate(patient, inputs, processor, new_tokens: int, device) -> float:
         )
     synchronize(device)
     assert out.shape[1] - inputs["input_ids"].shape[1] == new_tokens
+    if tokens is not None:
+        tokens.append(out[:, inputs["input_ids"].shape[1] :])
     return time.perf_counter() - start
 
 
@@ -127,6 +142,68 @@ def decode_step_time(model, inputs, device, repeats: int = 20) -> float:
     return min(times)
 
 
+def lora_copy(patient):
+    """A LoRA (r = 16, all linear layers) copy of the patient with random adapter weights, as a trained doctor has."""
+    from peft import LoraConfig, get_peft_model
+
+    doctor = get_peft_model(copy.deepcopy(patient), LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in doctor.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator).to(parameter.dtype) * 0.01)
+    return doctor.eval()
+
+
+def encode_prompts(tokenizer, batch_size: int, device):
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch_size)]
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+    return tokenizer(texts, return_tensors="pt", padding=True).to(device)
+
+
+def kv_cache_megabytes(model, rows: int, length: int) -> float:
+    """Keys and values of every layer for `rows` sequences of `length` tokens, in MB."""
+    config = model.config.get_text_config()
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    elements = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * rows * length
+    return elements * next(model.parameters()).element_size() / 1e6
+
+
+def fused_table(args, patient, tokenizer, lora_doctor, device) -> None:
+    """Plain, processor (ratio against the patient) and fused `GuidedModel` with the same LoRA doctor, per batch size,
+    interleaved; the fused and processor tokens are compared (greedy, float arithmetic may differ in the last bits)."""
+    from tfpo_hf.fused import GuidedModel
+
+    guided = GuidedModel(copy.deepcopy(patient), lora_doctor, betas=args.beta)
+    print(f"\nfused path (GuidedModel: patient + LoRA doctor in one forward) vs the processor, same doctor, "
+          f"ratio guidance against the patient, beta {args.beta}, {args.max_new_tokens} new tokens")
+    header = (f"{'batch':>5s} {'plain s':>8s} {'processor s':>12s} {'fused s':>8s} {'processor x':>12s} "
+              f"{'fused x':>8s} {'tokens differing':>17s} {'KV cache MB plain / fused':>26s}")
+    print(header)
+    print("-" * len(header))
+    for batch_size in args.fused_batch_sizes:
+        inputs = encode_prompts(tokenizer, batch_size, device)
+        processor = DoctorLogitsProcessor(lora_doctor, betas=args.beta, references="patient",
+                                          attention_mask=inputs["attention_mask"])
+        runs = {"plain": (patient, None), "processor": (patient, processor), "fused": (guided, None)}
+        times, tokens = {name: [] for name in runs}, {name: [] for name in runs}
+        for name, (model, proc) in runs.items():  # warm-up
+            time_generate(model, inputs, proc, 2, device)
+        for _ in range(args.repeats):
+            for name, (model, proc) in runs.items():
+                times[name].append(time_generate(model, inputs, proc, args.max_new_tokens, device, tokens[name]))
+        plain = min(times["plain"])
+        differing = (tokens["fused"][0] != tokens["processor"][0]).float().mean().item()
+        length = inputs["input_ids"].shape[1] + args.max_new_tokens
+        cache = kv_cache_megabytes(patient, batch_size, length)
+        print(f"{batch_size:5d} {plain:8.3f} {min(times['processor']):12.3f} {min(times['fused']):8.3f} "
+              f"{min(times['processor']) / plain:12.2f} {min(times['fused']) / plain:8.2f} {differing:17.1%} "
+              f"{cache:12.1f} / {2 * cache:.1f}")
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -140,18 +217,18 @@ def main() -> None:
         f"{max(1, num_layers // 4)}/{num_layers} layers": truncated_causal_lm(patient, max(1, num_layers // 4)),
     }
 
-    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.batch_size)]
-    texts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
-    inputs = tokenizer(texts, return_tensors="pt", padding=True).to(device)
+    inputs = encode_prompts(tokenizer, args.batch_size, device)
     mask = inputs["attention_mask"]
 
     variants = {"plain": (None, args.max_new_tokens)}
     for name, doctor in doctors.items():
         processor = DoctorLogitsProcessor(doctor, betas=args.beta, tokenizer=tokenizer, attention_mask=mask)
         variants[f"guided, doctor {name}"] = (processor, args.max_new_tokens)
+    lora_doctor = lora_copy(patient)
+    for reference_kind in ("patient", "base"):
+        processor = DoctorLogitsProcessor(lora_doctor, betas=args.beta, tokenizer=tokenizer, attention_mask=mask,
+                                          references=reference_kind)
+        variants[f"ratio, LoRA doctor, reference {reference_kind}"] = (processor, args.max_new_tokens)
     reference = ReferenceGuidanceProcessor([doctors["same size"]], [args.beta], attention_mask=mask)
     variants["no-cache reference, doctor same size"] = (reference, args.reference_tokens)
 
@@ -164,6 +241,7 @@ def main() -> None:
 
     patient_step = decode_step_time(patient, inputs, device)
     step_ratio = {name: decode_step_time(doctor, inputs, device) / patient_step for name, doctor in doctors.items()}
+    lora_step_ratio = decode_step_time(lora_doctor, inputs, device) / patient_step
 
     model_name = "tiny random Llama" if args.tiny else "SmolLM2-135M-Instruct"
     print(
@@ -172,14 +250,14 @@ def main() -> None:
         f"beta {args.beta}, repeats {args.repeats}"
     )
     plain_time = min(times["plain"])
-    header = f"{'variant':40s} {'tokens':>6s} {'min s':>8s} {'median s':>9s} {'tok/s':>8s} {'x plain':>8s}"
+    header = f"{'variant':44s} {'tokens':>6s} {'min s':>8s} {'median s':>9s} {'tok/s':>8s} {'x plain':>8s}"
     print(header)
     print("-" * len(header))
     for name, (_, new_tokens) in variants.items():
         best, median = min(times[name]), statistics.median(times[name])
         tokens = new_tokens * args.batch_size
         per_token_ratio = (best / new_tokens) / (plain_time / args.max_new_tokens)
-        print(f"{name:40s} {tokens:6d} {best:8.3f} {median:9.3f} {tokens / best:8.1f} {per_token_ratio:8.2f}")
+        print(f"{name:44s} {tokens:6d} {best:8.3f} {median:9.3f} {tokens / best:8.1f} {per_token_ratio:8.2f}")
     print()
     print(f"one decode step with a KV cache: patient {patient_step * 1e3:.2f} ms")
     for name in doctors:
@@ -190,10 +268,20 @@ def main() -> None:
             f"plain + 10% = {bound:.3f} s; guided {guided:.3f} s = {guided / bound:.2f} x bound "
             f"({'within' if guided <= bound else 'over'})"
         )
+    for reference_kind, forwards in (("patient", 1 + lora_step_ratio), ("base", 1 + lora_step_ratio + 1)):
+        guided = min(times[f"ratio, LoRA doctor, reference {reference_kind}"])
+        bound = forwards * plain_time * 1.10
+        print(
+            f"LoRA doctor, reference {reference_kind}: {forwards:.2f} patient steps per token (LoRA step "
+            f"{lora_step_ratio:.2f} x patient); bound {bound:.3f} s; guided {guided:.3f} s = {guided / bound:.2f} x bound "
+            f"({'within' if guided <= bound else 'over'})"
+        )
     print(
         f"(the no-cache reference generated {args.reference_tokens} tokens per row, not {args.max_new_tokens}; its "
         "'x plain' column compares time per token)"
     )
+    if args.fused_batch_sizes:
+        fused_table(args, patient, tokenizer, lora_doctor, device)
 
 
 if __name__ == "__main__":

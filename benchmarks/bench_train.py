@@ -2,7 +2,9 @@
 
 Both train the same initial weights on the same preference pairs (TFPO from token rewards scored beforehand:
 stage 1 is not timed here, see bench_rewards.py). Throughput counts the real (non-pad) tokens of prompt+chosen and
-prompt+rejected per second of `train()` wall time. DPO also runs a reference-model forward per step; TFPO does not.
+prompt+rejected per second of wall time from building the trainer to the end of `train()`: TFPO's reference
+log-probabilities (one no-grad pass over the data, in the constructor) and DPO's reference forward (one per step)
+are both inside the clock.
 
     python benchmarks/bench_train.py                 # a 4-layer truncated SmolLM2 (embedded default)
     python benchmarks/bench_train.py --model tiny    # tiny random Llama, for a smoke run
@@ -84,8 +86,9 @@ def time_tfpo(model, tokenizer, scored: Dataset, args: argparse.Namespace, outpu
         report_to="none", use_cpu=args.device == "cpu", save_strategy="no", logging_steps=1000, disable_tqdm=True,
         learning_rate=1e-5, bf16=args.bf16,
     )
-    trainer = TFPOTrainer(DoctorModel(copy.deepcopy(model)), args=config, train_dataset=scored, processing_class=tokenizer)
+    doctor = DoctorModel(copy.deepcopy(model))
     start = time.perf_counter()
+    trainer = TFPOTrainer(doctor, args=config, train_dataset=scored, processing_class=tokenizer)
     trainer.train()
     return time.perf_counter() - start
 
@@ -98,11 +101,9 @@ def time_dpo(model, tokenizer, pairs: Dataset, args: argparse.Namespace, output_
         report_to="none", use_cpu=args.device == "cpu", save_strategy="no", logging_steps=1000, disable_tqdm=True,
         learning_rate=1e-5, gradient_checkpointing=False, bf16=args.bf16,
     )
-    trainer = DPOTrainer(
-        copy.deepcopy(model), ref_model=copy.deepcopy(model).eval(), args=config, train_dataset=pairs,
-        processing_class=tokenizer,
-    )
+    policy, reference = copy.deepcopy(model), copy.deepcopy(model).eval()
     start = time.perf_counter()
+    trainer = DPOTrainer(policy, ref_model=reference, args=config, train_dataset=pairs, processing_class=tokenizer)
     trainer.train()
     return time.perf_counter() - start
 

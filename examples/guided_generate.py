@@ -38,8 +38,11 @@ class GuidedGenerateArguments:
     )
     dtype: str = field(default="float32", metadata={"help": "Dtype of patient and doctors.", "choices": list(DTYPES)})
     prompt: list[str] = field(default_factory=list, metadata={"help": "User prompt(s); omitted: three built-in ones."})
-    beta: list[float] = field(default_factory=lambda: [0.5], metadata={"help": "Doctor weight(s): one, or one per doctor."})
-    alpha: float = field(default=1.0, metadata={"help": "Patient weight."})
+    beta: list[float] = field(
+        default_factory=list,
+        metadata={"help": "Doctor weight(s): one, or one per doctor; omitted: each doctor's recorded default."},
+    )
+    alpha: float | None = field(default=None, metadata={"help": "Patient weight; omitted: the recorded one (1)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens generated per prompt."})
     do_sample: bool = field(default=False, metadata={"help": "Sample (after guidance) instead of greedy decoding."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature, applied to the mixed scores."})
@@ -69,7 +72,7 @@ def main(args: GuidedGenerateArguments) -> list[tuple[str, str, str]]:
     # The chat template already holds the special tokens: do not add them again.
     inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
-    betas = args.beta if len(args.beta) > 1 else args.beta[0]
+    betas = args.beta if len(args.beta) > 1 else (args.beta[0] if args.beta else None)
     guide = DoctorLogitsProcessor(args.doctor, betas=betas, alpha=args.alpha, tokenizer=tokenizer, dtype=DTYPES[args.dtype])
     guide.set_attention_mask(inputs["attention_mask"])  # the mask of this batch (prompts may start with the pad id)
 
@@ -85,7 +88,7 @@ def main(args: GuidedGenerateArguments) -> list[tuple[str, str, str]]:
             generated = patient.generate(**inputs, logits_processor=processors, **generate_kwargs)
         outputs[name] = tokenizer.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
 
-    label = f"guided (alpha={args.alpha:g}, beta={args.beta})"
+    label = f"guided (alpha={guide.alpha:g}, beta={guide.betas})"
     results = []
     for prompt, plain, guided in zip(prompts, outputs["unguided"], outputs["guided"]):
         print(f"\n>>> {prompt}")

@@ -1,8 +1,10 @@
 """Two doctors, two objectives: sweep a grid of (beta_1, beta_2) over one frozen patient and plot the trade-off.
 
-LLMdoctor mixes several doctors at decoding time,
+LLMdoctor mixes several doctors at decoding time; with TFPO doctors trained against a reference (ratio guidance),
 
-    log p(y | s_t) = alpha * log p_patient + beta_1 * log p_doctor_1 + beta_2 * log p_doctor_2,
+    log p(y | s_t) = alpha * log p_patient + beta_1 * (log p_doctor_1 - log p_ref_1) + beta_2 * (log p_doctor_2 - log p_ref_2),
+
+each doctor adding its own learned token reward (doctors without a reference add beta_i * log p_doctor_i),
 
 so one patient and two doctors trained on different preferences (say "helpful" and "harmless") give a whole
 family of behaviours without retraining: `DoctorLogitsProcessor.set_betas` changes the weights between
@@ -60,7 +62,7 @@ class MultiObjectiveArguments:
     betas: list[float] = field(
         default_factory=lambda: [0.0, 0.5, 1.0], metadata={"help": "Values of each beta; the grid is their square."}
     )
-    alpha: float = field(default=1.0, metadata={"help": "Patient weight."})
+    alpha: float | None = field(default=None, metadata={"help": "Patient weight; omitted: the doctors' recorded one."})
     prompt: list[str] = field(default_factory=list, metadata={"help": "User prompts; omitted: four built-in ones."})
     keywords: list[str] = field(
         default_factory=list,

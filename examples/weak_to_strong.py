@@ -4,8 +4,14 @@ The doctor only has to share the patient's vocabulary (same tokenizer); its size
 example pairs the embedded SmolLM2-135M-Instruct patient with a doctor that is either
 
 - a saved doctor (`--doctor PATH_OR_ID`, e.g. trained with `examples/train_doctor.py --doctor_layers 8`), or
-- the patient's first `--doctor_layers` layers (`tfpo_hf.modeling.truncated_causal_lm`), untrained: this shows the
-  mechanics and the cost of a small doctor, not an alignment gain.
+- the patient's first `--doctor_layers` layers (`tfpo_hf.modeling.truncated_causal_lm`), untrained and mixed in
+  without a reference: this shows the mechanics and the cost of a small doctor, not an alignment gain.
+
+A TFPO doctor adds its learned token reward, log p_doctor - log p_ref, where the reference is the model the doctor
+started from. A doctor trained as a LoRA copy of a *small* patient records "the patient is my reference", which is
+wrong for a larger patient: `--reference initial` (the default here) uses the weights the doctor started from (a
+LoRA doctor's base with the adapter disabled, or the model a full-weight doctor records), at the cost of a second
+cached forward of the doctor's size per token.
 
 With the Hub reachable, the same script runs a real weak-to-strong pair, e.g. a doctor trained on
 SmolLM2-135M-Instruct guiding SmolLM2-1.7B-Instruct (same tokenizer):
@@ -49,8 +55,13 @@ class WeakToStrongArguments:
     )
     dtype: str = field(default="float32", metadata={"help": "Dtype of patient and doctor.", "choices": list(DTYPES)})
     prompt: list[str] = field(default_factory=list, metadata={"help": "User prompts; omitted: two built-in ones."})
-    beta: float = field(default=0.5, metadata={"help": "Doctor weight."})
-    alpha: float = field(default=1.0, metadata={"help": "Patient weight."})
+    beta: float | None = field(default=None, metadata={"help": "Doctor weight; omitted: the doctor's recorded one."})
+    alpha: float | None = field(default=None, metadata={"help": "Patient weight; omitted: the recorded one (1)."})
+    reference: str = field(
+        default="initial",
+        metadata={"help": "Reference of a saved doctor: `initial` (the weights it started from), a path or Hub id, or "
+                  "`none` (mix it in without one)."},
+    )
     max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per prompt."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
 
@@ -64,10 +75,13 @@ def main(args: WeakToStrongArguments) -> dict:
     patient, tokenizer = load_patient(args.patient, dtype)
     if args.doctor is not None:
         doctor, doctor_name = args.doctor, args.doctor  # loaded (and its tokenizer checked) by the processor
+        reference = args.reference
     else:
         doctor = truncated_causal_lm(patient, args.doctor_layers)
         doctor_name = f"first {args.doctor_layers} layers of the patient (untrained)"
-    guide = DoctorLogitsProcessor(doctor, betas=args.beta, alpha=args.alpha, tokenizer=tokenizer, dtype=dtype)
+        reference = "none"
+    guide = DoctorLogitsProcessor(doctor, betas=args.beta, alpha=args.alpha, references=reference, tokenizer=tokenizer,
+                                  dtype=dtype)
     print(f"patient: {parameter_count(patient):,} parameters; doctor ({doctor_name}): "
           f"{parameter_count(guide.doctors[0]):,} parameters")
 

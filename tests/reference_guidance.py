@@ -1,8 +1,9 @@
 """Plain, cache-free guidance: what `DoctorLogitsProcessor` must reproduce, written to be obviously correct.
 
 Every step re-runs each model over the whole sequence (no KV cache), with position ids `cumsum(mask) - 1`, and mixes
-`alpha * log_softmax(patient) + sum_i beta_i * log_softmax(doctor_i)` over the shared vocabulary. Used by
-`tests/test_logits_process.py` and `benchmarks/bench_generate.py`.
+`alpha * log_softmax(patient) + sum_i beta_i * [log_softmax(doctor_i) - log_softmax(reference_i)]` over the shared
+vocabulary, where a reference is `None` (the plain mix), `"patient"` or a separate model. Used by
+`tests/test_logits_process.py`, `tests/test_ratio_guidance.py` and `benchmarks/bench_generate.py`.
 """
 
 from __future__ import annotations
@@ -29,36 +30,49 @@ def last_logits(model, input_ids: torch.LongTensor, attention_mask: torch.Tensor
     return outputs.logits[:, -1].float()
 
 
-def mix(patient_logits: torch.Tensor, doctor_logits: list[torch.Tensor], betas, alpha: float) -> torch.Tensor:
-    """`alpha * log_softmax(patient) + sum_i beta_i * log_softmax(doctor_i)`; a zero weight drops its model, and
-    columns a doctor does not have are `-inf`."""
+def mix(patient_logits: torch.Tensor, doctor_logits: list[torch.Tensor], betas, alpha: float,
+        reference_logits: list | None = None) -> torch.Tensor:
+    """`alpha * log_softmax(patient) + sum_i beta_i * [log_softmax(doctor_i) - log_softmax(reference_i)]`; a zero
+    weight drops its model, columns a doctor does not have are `-inf`. `reference_logits[i]` is `None` (no
+    reference), `"patient"`, or the reference's logits."""
     vocab_size = patient_logits.shape[-1]
+    patient_logprobs = torch.log_softmax(patient_logits, dim=-1)
     mixed = torch.zeros_like(patient_logits)
     if alpha != 0:
-        mixed = mixed + alpha * torch.log_softmax(patient_logits, dim=-1)
-    for beta, logits in zip(betas, doctor_logits):
+        mixed = mixed + alpha * patient_logprobs
+    for beta, logits, reference in zip(betas, doctor_logits, reference_logits or [None] * len(betas)):
         if beta == 0:
             continue
         logprobs = torch.log_softmax(logits[:, :vocab_size], dim=-1)
+        if isinstance(reference, str):
+            logprobs = logprobs - patient_logprobs[:, : logprobs.shape[-1]]
+        elif reference is not None:
+            logprobs = logprobs - torch.log_softmax(reference[:, :vocab_size], dim=-1)
         mixed[:, : logprobs.shape[-1]] += beta * logprobs
         mixed[:, logprobs.shape[-1] :] = float("-inf")
     return mixed
 
 
 class ReferenceGuidanceProcessor(LogitsProcessor):
-    """Cache-free guidance processor: recomputes every doctor over the full prefix at every call."""
+    """Cache-free guidance processor: recomputes every doctor (and reference model) over the full prefix at every
+    call. `references[i]` is `None`, `"patient"` or a model."""
 
-    def __init__(self, doctors, betas, alpha=1.0, attention_mask=None, pad_token_id=2):
+    def __init__(self, doctors, betas, alpha=1.0, attention_mask=None, pad_token_id=2, references=None):
         self.doctors = list(doctors)
         self.betas = list(betas)
         self.alpha = alpha
         self.attention_mask = attention_mask
         self.pad_token_id = pad_token_id
+        self.references = list(references or [None] * len(self.doctors))
 
     def __call__(self, input_ids, scores):
         mask = full_attention_mask(input_ids, self.attention_mask, self.pad_token_id)
         doctor_logits = [last_logits(doctor, input_ids, mask) for doctor in self.doctors]
-        return mix(scores.float(), doctor_logits, self.betas, self.alpha).to(scores.dtype)
+        reference_logits = [
+            last_logits(reference, input_ids, mask) if isinstance(reference, torch.nn.Module) else reference
+            for reference in self.references
+        ]
+        return mix(scores.float(), doctor_logits, self.betas, self.alpha, reference_logits).to(scores.dtype)
 
 
 @torch.no_grad()

@@ -32,3 +32,15 @@ def test_default_patient_is_a_plain_dense_smollm2(default_patient):
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+@pytest.mark.slow
+def test_special_tokens_are_set_whatever_the_gguf_metadata_said(default_patient):
+    """transformers 5.17 reads this GGUF as EOS `<|im_start|>` with no pad token: the loader must override both."""
+    model, tokenizer = default_patient
+    tokenizer.pad_token, tokenizer.eos_token = None, "<|im_start|>"
+    model.generation_config.eos_token_id = model.config.eos_token_id = 1
+    defaults.set_chat_special_tokens(model, tokenizer)
+    assert tokenizer.eos_token == tokenizer.pad_token == "<|im_end|>"
+    assert tokenizer.eos_token_id == tokenizer.pad_token_id == model.config.eos_token_id == 2
+    assert model.generation_config.eos_token_id == model.generation_config.pad_token_id == 2

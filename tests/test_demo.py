@@ -5,6 +5,9 @@ import json
 import pytest
 
 from tfpo_hf.cli import main
+from tfpo_hf.config import DEFAULT_GUIDANCE_BETA
+
+DOCTOR = f"LLMdoctor beta={DEFAULT_GUIDANCE_BETA:g}"
 
 
 @pytest.mark.slow
@@ -13,12 +16,26 @@ def test_quick_demo_writes_report_files_with_numbers(tmp_path):
     for name in ("report.md", "results.json", "reward_vs_diversity.png", "token_rewards.html", "token_rewards.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "doctor" / "value_head.safetensors").exists()
+    saved = json.loads((tmp_path / "doctor" / "tfpo_config.json").read_text())
+    assert saved["guidance"] == "ratio" and saved["guidance_reference"] == "patient"
+    literal = json.loads((tmp_path / "literal_doctor" / "tfpo_config.json").read_text())
+    assert literal["guidance"] == "mix" and literal["flow_reference"] == "none"
+
     results = json.loads((tmp_path / "results.json").read_text())
     names = [m["name"] for m in results["methods"]]
-    assert {"patient (greedy)", "patient (sampling)", "DPO (TRL, LoRA)"} <= set(names)
-    assert any(n.startswith("LLMdoctor") for n in names) and any(n.startswith("GenARM-style") for n in names)
+    assert names[0] == "patient (sampling)" and "DPO (TRL, LoRA)" in names and "best-of-2 (judge)" in names
+    chosen = results["metadata"]["chosen_betas"]
+    assert chosen["LLMdoctor, literal flow"] == 1.0 and chosen["GenARM-style"] in (1.0, 2.0)
+    assert f"GenARM-style beta={chosen['GenARM-style']:g}" in names and DOCTOR in names
+    assert "LLMdoctor, literal flow beta=1" in names
+    validation = results["metadata"]["validation"]
+    assert [row["name"] for row in validation] == ["patient (sampling)", "GenARM-style beta=1", "GenARM-style beta=2"]
     for method in results["methods"]:
         for key in ("mean_score", "win_rate", "distinct_2", "self_bleu", "seconds_per_sample"):
             assert isinstance(method[key], float), (method["name"], key)
+        low, high = method["score_interval"]
+        assert low <= method["mean_score"] <= high
     report = (tmp_path / "report.md").read_text()
-    assert "| LLMdoctor beta=0.5 |" in report and "Token rewards:" in report
+    for heading in ("## Held-out evaluation", "## Head to head", "## Targets", "## Beta choice on the validation prompts"):
+        assert heading in report, heading
+    assert f"| {DOCTOR} | DPO (TRL, LoRA) |" in report and "Token rewards:" in report

@@ -8,6 +8,8 @@ from tfpo_hf.evaluation import (
     Method,
     VaderJudge,
     best_of_n_generate_fn,
+    bootstrap_interval,
+    head_to_head,
     distinct_n,
     evaluate_methods,
     get_judge,
@@ -77,10 +79,40 @@ def test_harness_scores_methods_on_the_same_prompts(tmp_path):
     assert by_name["constant2"].mean_score == 2.0 and by_name["constant2"].distinct_1 == pytest.approx(1 / 6)
     assert len(by_name["greedy"].texts) == 3 and by_name["greedy"].texts == greedy(prompts, 0)
     table = results_table(results)
-    assert table.count("\n") == 4 and "| constant2 | +2.000 |" in table
+    assert table.count("\n") == 4 and "| constant2 | +2.000 [+2.00, +2.00] | 1.00 [1.00, 1.00] |" in table
     write_results_json(results, tmp_path / "results.json", note="x")
     assert json.loads((tmp_path / "results.json").read_text())["methods"][2]["mean_score"] == 2.0
     plot_score_vs_diversity(results, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="reference"):
         evaluate_methods(methods, prompts, judge, reference="missing")
+
+
+def test_bootstrap_interval_resamples_prompts_and_covers_the_mean():
+    values = [1.0, 0.0] * 50  # 100 prompts
+    low, high = bootstrap_interval(values, list(range(100)))
+    assert low < 0.5 < high and high - low == pytest.approx(2 * 1.96 * 0.05, abs=0.03)  # about +-1.96 standard errors
+    assert bootstrap_interval(values, list(range(100))) == (low, high)  # seeded
+    # Two seeds of the same prompts are one cluster each: identical copies add no information.
+    doubled = bootstrap_interval(values + values, list(range(100)) * 2)
+    assert doubled == pytest.approx((low, high), abs=0.02)
+    assert bootstrap_interval([3.0, 3.0], [0, 1]) == (3.0, 3.0)
+    with pytest.raises(ValueError, match="one cluster id per value"):
+        bootstrap_interval([1.0], [0, 1])
+
+
+def test_seeds_pair_samples_and_head_to_head_counts_ties_as_half():
+    prompts = ["a", "b", "c"]
+    by_seed = {0: [1.0, 0.0, 2.0], 1: [0.0, 0.0, 2.0]}
+    methods = [
+        Method("reference", lambda ps, seed: ["x"] * len(ps)),
+        Method("seeded", lambda ps, seed: ["s" * int(by_seed[seed][i]) for i in range(len(ps))]),
+    ]
+    results = evaluate_methods(methods, prompts, judge=len, reference="reference", seeds=[0, 1])
+    reference, seeded = results
+    assert seeded.scores == [1.0, 0.0, 2.0, 0.0, 0.0, 2.0] and seeded.prompt_ids == [0, 1, 2, 0, 1, 2]
+    # reference scores 1 everywhere: wins at (0,2) and (1,2), ties at (0,0): (2 + 0.5) / 6
+    assert seeded.win_rate == pytest.approx(2.5 / 6)
+    rate, low, high = head_to_head(seeded, reference)
+    assert rate == pytest.approx(2.5 / 6) and low <= rate <= high
+    assert head_to_head(reference, seeded)[0] == pytest.approx(1 - 2.5 / 6)

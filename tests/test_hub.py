@@ -25,12 +25,15 @@ class FakeHubApi:
         return f"https://hub/{repo_id}/commit/1"
 
 
+def guided_inputs(tokenizer):
+    return tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True,
+                                         return_tensors="pt", return_dict=True)
+
+
 def guided_tokens(doctor, patient, tokenizer):
     processor = DoctorLogitsProcessor(doctor, betas=1.0, tokenizer=tokenizer)
-    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
-    return patient.generate(**inputs, logits_processor=LogitsProcessorList([processor]), max_new_tokens=8,
-                            do_sample=False)
+    return patient.generate(**guided_inputs(tokenizer), logits_processor=LogitsProcessorList([processor]),
+                            max_new_tokens=8, do_sample=False)
 
 
 def test_trainer_push_to_hub_uploads_a_loadable_doctor_with_card_and_tokenizer(tmp_path, monkeypatch):
@@ -39,7 +42,8 @@ def test_trainer_push_to_hub_uploads_a_loadable_doctor_with_card_and_tokenizer(t
     tokenizer, patient = tiny_tokenizer(), tiny_causal_lm(seed=1)
     args = TFPOConfig(str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, report_to="none", use_cpu=True,
                       save_strategy="no", learning_rate=1e-2, hub_model_id="user/doctor")
-    trainer = TFPOTrainer(DoctorModel(tiny_causal_lm(seed=2)), args=args, train_dataset=scored_dataset(8),
+    tiny_causal_lm(seed=2).save_pretrained(tmp_path / "start")  # the reference the doctor records and decodes with
+    trainer = TFPOTrainer(DoctorModel.from_pretrained(tmp_path / "start"), args=args, train_dataset=scored_dataset(8),
                           processing_class=tokenizer)
     trainer.train()
     trainer.push_to_hub(dataset_name="user/prefs")
@@ -50,8 +54,10 @@ def test_trainer_push_to_hub_uploads_a_loadable_doctor_with_card_and_tokenizer(t
     card = (repo / "README.md").read_text()
     for line in ("library_name: tfpo-hf", "- tfpo", "datasets:", "- user/prefs", "DoctorLogitsProcessor"):
         assert line in card, line
-    trained = trainer.model.pretrained_model.eval()
+    trained = trainer.model.eval()
     assert torch.equal(guided_tokens(str(repo), patient, tokenizer), guided_tokens(trained, patient, tokenizer))
+    unguided = patient.generate(**guided_inputs(tokenizer), max_new_tokens=8, do_sample=False)
+    assert not torch.equal(guided_tokens(str(repo), patient, tokenizer), unguided)
 
 
 def test_doctor_push_to_hub_includes_the_tokenizer(tmp_path, monkeypatch):

@@ -116,8 +116,8 @@ def test_beam_search_matches_reference_processor(patient, doctor, tokenizer, num
     processor = DoctorLogitsProcessor(doctor, betas=1.0, attention_mask=inputs.attention_mask)
     reference = ReferenceGuidanceProcessor([doctor], [1.0], attention_mask=inputs.attention_mask)
     parents = []
-    find_parents = processor._parents
-    processor._parents = lambda input_ids: parents.append(find_parents(input_ids)) or parents[-1]
+    find_parents = processor._forward._parents
+    processor._forward._parents = lambda input_ids: parents.append(find_parents(input_ids)) or parents[-1]
     fast = generate(patient, inputs, processor, **kwargs)
     assert_same_generation(fast, generate(patient, inputs, reference, **kwargs))
     rows = torch.arange(len(inputs.input_ids) * 3)
@@ -239,8 +239,10 @@ def test_zero_weight_and_inf_never_give_nan(doctor):
     assert torch.isfinite(doctor_only).all()  # the patient's -inf weigh nothing
 
     patient_only = DoctorLogitsProcessor(doctor, betas=0.0, alpha=1.0)(input_ids, scores)
-    assert not patient_only.isnan().any()
-    assert torch.allclose(patient_only[0], torch.log_softmax(scores[0], -1)) and torch.isneginf(patient_only[1]).all()
+    assert torch.equal(patient_only, scores)  # every beta 0 and alpha 1: passed through untouched
+    half_patient = DoctorLogitsProcessor(doctor, betas=0.0, alpha=0.5)(input_ids, scores)
+    assert not half_patient.isnan().any()
+    assert torch.allclose(half_patient[0], 0.5 * torch.log_softmax(scores[0], -1)) and torch.isneginf(half_patient[1]).all()
 
     masked_doctor = copy.deepcopy(doctor)
     original_forward = masked_doctor.forward
@@ -278,7 +280,7 @@ def test_padded_vocabularies(patient, doctor, tokenizer):
     mixed = DoctorLogitsProcessor(doctor, betas=1.0)(inputs.input_ids[:1], scores)
     assert mixed.shape == (1, 300) and torch.isneginf(mixed[:, 259:]).all() and torch.isfinite(mixed[:, :259]).all()
     unguided = DoctorLogitsProcessor(doctor, betas=0.0)(inputs.input_ids[:1], scores)
-    assert torch.allclose(unguided, torch.log_softmax(scores, -1))
+    assert torch.equal(unguided, scores)
 
 
 def test_vocabulary_mismatch_is_an_error(doctor, tokenizer, tmp_path):

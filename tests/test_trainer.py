@@ -36,21 +36,23 @@ def random_value_head(doctor: DoctorModel, seed: int = 0) -> DoctorModel:
     return doctor
 
 
-def test_compute_loss_matches_unpadded_per_sequence_reference(tmp_path):
+@pytest.mark.parametrize("flow_reference", ["initial", "none"])
+def test_compute_loss_matches_unpadded_per_sequence_reference(tmp_path, flow_reference):
     dataset = scored_dataset(4, seed=3)
     doctor = random_value_head(DoctorModel(tiny_causal_lm(seed=3)))
     trainer = TFPOTrainer(
-        doctor, args=make_args(tmp_path, lambda_value=0.3, gamma=0.2), train_dataset=dataset,
-        processing_class=tiny_tokenizer(),
+        doctor, args=make_args(tmp_path, lambda_value=0.3, gamma=0.2, flow_reference=flow_reference),
+        train_dataset=dataset, processing_class=tiny_tokenizer(),
     )
-    examples = [dataset[i] for i in range(4)]
+    examples = [trainer.train_dataset[i] for i in range(4)]
     batch = trainer.data_collator(examples)
     doctor.eval()
     with torch.no_grad():
         loss = trainer.compute_loss(doctor, batch)
 
     def unpadded(prompt, completion, rewards):
-        """logprobs [1, T], log flows [1, T+1] and log V [T+1] of one sequence run alone."""
+        """logprobs [1, T], log flows [1, T+1] and log V [T+1] of one sequence run alone; the reference is the
+        untrained doctor itself, so log Q adds its own log-probabilities."""
         ids = torch.tensor([prompt + completion])
         with torch.no_grad():
             out = doctor(ids)
@@ -58,7 +60,10 @@ def test_compute_loss_matches_unpadded_per_sequence_reference(tmp_path):
         logits = out.logits[0, start : start + len(completion)].double()
         logprobs = logits.log_softmax(-1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
         log_values = out.log_values[0, start : start + len(completion) + 1].double()
-        log_q = torch.tensor([0.0] + list(torch.tensor(rewards, dtype=torch.float64).cumsum(0)))
+        steps = torch.tensor(rewards, dtype=torch.float64)
+        if flow_reference == "initial":
+            steps = steps + logprobs
+        log_q = torch.cat([torch.zeros(1, dtype=torch.float64), steps.cumsum(0)])
         return logprobs[None], (log_q + log_values)[None], log_values
 
     subtb_terms, hinges, values = [], [], {}
@@ -75,11 +80,12 @@ def test_compute_loss_matches_unpadded_per_sequence_reference(tmp_path):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-4)
 
 
-def test_doctor_learns_toy_preference_and_loss_decreases(tmp_path):
+@pytest.mark.parametrize("flow_reference", ["initial", "none"])
+def test_doctor_learns_toy_preference_and_loss_decreases(tmp_path, flow_reference):
     tokenizer = tiny_tokenizer()
     args = make_args(
         tmp_path, max_steps=60, per_device_train_batch_size=8, per_device_eval_batch_size=8,
-        learning_rate=1e-2, logging_steps=10,
+        learning_rate=1e-2, logging_steps=10, flow_reference=flow_reference,
     )
     trainer = TFPOTrainer(
         DoctorModel(tiny_causal_lm(seed=2, logit_scale=1.0)),
@@ -98,8 +104,15 @@ def test_doctor_learns_toy_preference_and_loss_decreases(tmp_path):
     assert after["eval_doctor/accuracy"] > before["eval_doctor/accuracy"]
     assert after["eval_doctor/margin"] > before["eval_doctor/margin"]
     logged = next(entry for entry in trainer.state.log_history if "loss/subtb" in entry)
-    for key in ("loss/value", "flow/log_v_mean", "rewards/sparsity", "doctor/accuracy", "doctor/margin", "num_tokens"):
+    for key in ("loss/value", "flow/log_v_mean", "token_rewards/nonzero_fraction", "doctor/accuracy", "doctor/margin",
+                "num_tokens"):
         assert key in logged
+    implicit_rewards = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
+    if flow_reference == "initial":  # the doctor's log-ratio to its reference ranks chosen over rejected
+        assert after["eval_rewards/accuracies"] >= 0.9 and after["eval_rewards/margins"] > 0
+        assert after["eval_rewards/chosen"] > 0 > after["eval_rewards/rejected"]
+    else:
+        assert not any(key in logged for key in implicit_rewards)
 
 
 def test_saved_doctor_reloads_and_lm_loads_alone(tmp_path):

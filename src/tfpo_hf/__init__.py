@@ -4,6 +4,7 @@ optimization (TFPO, LLMdoctor), steers a frozen patient model inside `generate()
 from .collator import TokenRewardCollator
 from .config import TFPOConfig, TokenRewardConfig
 from .defaults import load_default_patient
+from .fused import GuidedModel
 from .logits_process import DoctorLogitsProcessor
 from .modeling import DoctorModel
 from .rewards import TokenRewards, TokenRewardScorer
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DoctorLogitsProcessor",
     "DoctorModel",
+    "GuidedModel",
     "TFPOConfig",
     "TFPOTrainer",
     "TokenRewardCollator",

@@ -61,8 +61,11 @@ class TrainArguments:
 class GenerateArguments:
     prompt: list[str] = field(metadata={"help": "One or more user prompts (chat template applied)."})
     doctor: list[str] = field(default_factory=list, metadata={"help": "Doctor path(s) or Hub id(s); none: unguided."})
-    beta: list[float] = field(default_factory=lambda: [0.5], metadata={"help": "Doctor weight(s), one or one per doctor."})
-    alpha: float = field(default=1.0, metadata={"help": "Patient weight."})
+    beta: list[float] = field(
+        default_factory=list,
+        metadata={"help": "Doctor weight(s), one or one per doctor; omitted: each doctor's recorded default."},
+    )
+    alpha: float | None = field(default=None, metadata={"help": "Patient weight; omitted: the doctors' recorded one."})
     max_new_tokens: int = field(default=128, metadata={"help": "Tokens to generate."})
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (after guidance)."})
@@ -146,7 +149,7 @@ def _generate(argv: list[str]) -> None:
     patient, tokenizer = load_patient(patient_args)
     processors = LogitsProcessorList()
     if gen_args.doctor:
-        betas = gen_args.beta if len(gen_args.beta) > 1 else gen_args.beta[0]
+        betas = gen_args.beta if len(gen_args.beta) > 1 else (gen_args.beta[0] if gen_args.beta else None)
         processors.append(DoctorLogitsProcessor(gen_args.doctor, betas=betas, alpha=gen_args.alpha, tokenizer=tokenizer))
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     for prompt in gen_args.prompt:
@@ -165,8 +168,8 @@ def _generate(argv: list[str]) -> None:
 @dataclass
 class EvaluateArguments:
     doctor: list[str] = field(default_factory=list, metadata={"help": "Doctor path(s) or Hub id(s) to sweep."})
-    beta: list[float] = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "Doctor weights to sweep."})
-    alpha: float = field(default=1.0, metadata={"help": "Patient weight."})
+    beta: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0], metadata={"help": "Doctor weights to sweep."})
+    alpha: float | None = field(default=None, metadata={"help": "Patient weight; omitted: the doctors' recorded one."})
     prompts: str | None = field(
         default=None,
         metadata={"help": "A .jsonl/.txt file of prompts (field `prompt`, or one per line); omitted: the demo's "
@@ -179,7 +182,7 @@ class EvaluateArguments:
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=0.9, metadata={"help": "Nucleus threshold."})
     output_dir: str = field(default="tfpo_eval", metadata={"help": "Where results.json, results.md and the plot go."})
-    seed: int = field(default=0, metadata={"help": "Random seed."})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Sampling seeds (every method, same seeds)."})
 
 
 def _read_prompts(path: str | None, count: int) -> list:
@@ -227,7 +230,7 @@ def _evaluate(argv: list[str]) -> None:
     if eval_args.best_of_n:
         methods.append(Method(f"best-of-{eval_args.best_of_n} (judge)",
                               best_of_n_generate_fn(unguided, judge, eval_args.best_of_n)))
-    results = evaluate_methods(methods, prompts, judge, reference="patient (sampling)", seed=eval_args.seed)
+    results = evaluate_methods(methods, prompts, judge, reference="patient (sampling)", seeds=eval_args.seeds)
     output_dir = Path(eval_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_results_json(results, output_dir / "results.json", arguments=vars(eval_args))

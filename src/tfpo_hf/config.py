@@ -13,8 +13,11 @@ DEFAULT_POSITIVE_SYSTEM_PROMPT = (
 DEFAULT_NEGATIVE_SYSTEM_PROMPT = (
     "You are an assistant that gives minimal, vague answers. Omit important details and do not explain."
 )
+DEFAULT_GUIDANCE_BETA = 2.0  # measured on the demo task's validation prompts: docs/results.md
+UNRECORDED_BETA = 0.5  # the weight of a doctor that records no decoding defaults (a plain causal LM, an old doctor)
 DEFAULT_FACE_TEMPLATE = "{system_prompt}\n\n{prompt}"
 TRUNCATION_MODES = ("keep_start", "keep_end")
+FLOW_REFERENCES = ("initial", "none")
 
 
 @dataclass
@@ -99,6 +102,20 @@ class TFPOConfig(TrainingArguments):
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple of this."})
 
     # TFPO loss
+    flow_reference: str = field(
+        default="initial",
+        metadata={"help": "Reference policy pi_ref in the prefix score log Q(s_t) = sum_k [r_k + log pi_ref(y_k | s_k-1)]: "
+                  "`initial` = the doctor's initial weights (a LoRA doctor's base, a full-weight doctor's frozen "
+                  "start), decoded by ratio guidance; `none` = the paper's literal flow (log Q = cumulative reward), "
+                  "kept as an ablation: measured, it does not steer.",
+                  "choices": list(FLOW_REFERENCES)},
+    )
+    precompute_ref_log_probs: bool = field(
+        default=True,
+        metadata={"help": "Compute the reference log-probabilities once, before training, into dataset columns (as "
+                  "TRL's DPO does): one no-grad forward per pair instead of one per pair and epoch, and no frozen "
+                  "copy of a full-weight doctor in memory. False: per batch (LoRA: adapter disabled)."},
+    )
     lambda_value: float = field(default=0.1, metadata={"help": "Weight of the value-discrimination loss."})
     gamma: float = field(default=0.1, metadata={"help": "Margin of the value-discrimination hinge loss."})
     value_head_learning_rate: float | None = field(
@@ -121,13 +138,20 @@ class TFPOConfig(TrainingArguments):
     )
     reward_batch_size: int = field(default=8, metadata={"help": "Sequences per patient forward when scoring."})
 
-    # Decoding defaults saved with the doctor
+    # Decoding defaults saved with the doctor (`DoctorLogitsProcessor` uses them when a call gives no weights)
     guidance_alpha: float = field(default=1.0, metadata={"help": "Default patient weight alpha saved with the doctor."})
-    guidance_beta: float = field(default=0.5, metadata={"help": "Default doctor weight beta saved with the doctor."})
+    guidance_beta: float = field(
+        default=DEFAULT_GUIDANCE_BETA,
+        metadata={"help": "Default doctor weight beta saved with the doctor: ratio guidance log p_patient + beta * "
+                  "(log p_doctor - log p_ref) for `flow_reference=initial`, the mix alpha * log p_patient + beta * "
+                  "log p_doctor for `none`. The default comes from the sweep in docs/results.md."},
+    )
 
     def __post_init__(self):
         if self.truncation_mode not in TRUNCATION_MODES:
             raise ValueError(f"truncation_mode must be one of {TRUNCATION_MODES}, got {self.truncation_mode!r}.")
+        if self.flow_reference not in FLOW_REFERENCES:
+            raise ValueError(f"flow_reference must be one of {FLOW_REFERENCES}, got {self.flow_reference!r}.")
         super().__post_init__()
 
     def to_token_reward_config(self) -> TokenRewardConfig:

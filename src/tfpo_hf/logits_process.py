@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-import inspect
 import numbers
 import os
 from collections.abc import Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, LogitsProcessor, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, PreTrainedModel
+
+from .adapters import has_adapter
+from .config import UNRECORDED_BETA
+from .incremental import IncrementalForward, Stream
+from .modeling import load_tfpo_config, truncated_causal_lm
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _TOKENIZER_KWARGS = ("cache_dir", "local_files_only", "revision", "subfolder", "token", "trust_remote_code")
+_HUB_KWARGS = ("cache_dir", "revision", "token")
+PATIENT, INITIAL, BASE = "patient", "initial", "base"  # the guided patient; the doctor's initial weights; a LoRA base
+
+
+def recorded_weights(configs: list[dict], betas, alpha) -> tuple[float | Sequence[float], float]:
+    """The weights to decode with: those given, else each doctor's recorded `beta` (`UNRECORDED_BETA` when it records
+    none) and the doctors' recorded `alpha` when they agree (else 1)."""
+    if betas is None:
+        betas = [config.get("beta", UNRECORDED_BETA) for config in configs]
+    if alpha is None:
+        alphas = {config["alpha"] for config in configs if "alpha" in config}
+        alpha = alphas.pop() if len(alphas) == 1 else 1.0
+    return betas, float(alpha)
 
 
 def _log_softmax(x: torch.Tensor) -> torch.Tensor:
@@ -41,48 +58,58 @@ class DoctorLogitsProcessor(LogitsProcessor):
     [`LogitsProcessor`] that steers a frozen *patient* model with one or more *doctor* causal LMs (LLMdoctor): the
     next-token scores become
 
-        log p(y | s_t) = alpha * log_softmax(patient scores) + sum_i beta_i * log_softmax(doctor_i logits)
+        log p(y | s_t) = alpha * log p_patient(y | s_t) + sum_i beta_i * [log p_doctor_i(y | s_t) - log p_ref_i(y | s_t)]
 
-    computed over the vocabulary the models share. The result is not renormalised unless `normalize=True`: greedy and
-    beam search only compare tokens, and sampling applies a softmax after the processors anyway. The weights are used
-    as given: GenARM divides its mix by `1 + beta`, which here is `alpha=1 / (1 + b)`, `betas=b / (1 + b)` (or, for
-    sampling, `temperature=1 + b`).
+    computed over the vocabulary the models share. A doctor with a reference (*ratio guidance*, the default of a
+    reference-anchored TFPO doctor) adds beta times its learned token reward, the log-ratio to the policy it was
+    trained against; a doctor without one adds beta times its log-probabilities (the *mix*, log p_ref_i = 0: the
+    paper's literal decoding, and GenARM's). A reference is one of:
 
+    - `"patient"`: the patient's own log-probabilities, at no extra cost. Right for a doctor that started as a copy
+      of this patient (a LoRA copy, `DoctorModel.from_patient`): then ratio guidance is the mix with
+      `alpha - beta` on the patient.
+    - `"initial"`: the weights the doctor started from, whatever the patient: a LoRA doctor's base (its adapter
+      disabled: one more cached forward of the same weights, also accepted as `"base"`), or for a full-weight doctor
+      the model its `tfpo_config.json` names (`reference_name_or_path`, cut to `reference_num_layers`). Use it to
+      guide a patient other than the one the doctor was a copy of (weak-to-strong).
+    - a model, or a path / Hub id: any causal LM sharing the vocabulary.
+
+    Weights and references not given are read from each doctor's `tfpo_config.json` (`TFPOTrainer` records ratio
+    guidance, `"patient"` or `"initial"`, and the measured default beta there); a doctor that records none is mixed
+    in with `beta = 0.5`, `alpha = 1` (as before references existed).
+
+    The result is not renormalised unless `normalize=True`: greedy and beam search only compare tokens, and sampling
+    applies a softmax after the processors anyway. With every beta 0 and alpha 1 the scores pass through unchanged.
     With `do_sample=True`, `generate` applies its warpers *after* this processor, to the mixed scores:
     `temperature` divides them, then `top_k` / `top_p` keep the most likely tokens of the mixed distribution. With
     beam search the mixed scores are the beam's per-token log-probabilities. Processors that `generate` builds itself
     (`min_new_tokens`, `repetition_penalty`, bad words...) run *before* this one and reach it through the patient
-    scores: their `-inf` masks survive the mix as long as `alpha != 0`. A weight of 0 removes its model from the mix
-    exactly (a `-inf` of that model included); a `-inf` from a model with a non-zero weight makes the token impossible.
+    scores: their `-inf` masks survive as long as the patient is used (`alpha != 0` or a `"patient"` reference). A
+    weight of 0 removes its model from the mix exactly (a `-inf` of that model included); a `-inf` from a model with a
+    non-zero weight makes the token impossible.
 
-    Each doctor keeps its own [`DynamicCache`]: the prompt is prefilled once (`logits_to_keep=1`), then every call
-    feeds each doctor exactly one new token per row. The processor only sees `input_ids`, so it infers the rest:
-
-    - **Batch expansion.** Rows that `generate` duplicates (`num_return_sequences`, beams) are simply prefilled as
-      they come.
-    - **Beam search.** Each row's parent is a previous call's row whose tokens equal `input_ids[:, :-1]` (from the
-      same prompt when an attention mask is given); the doctors' caches are reordered with `batch_select_indices`,
-      and their attention masks likewise.
-    - **Left padding.** The attention mask given to the constructor or to [`~DoctorLogitsProcessor.set_attention_mask`]
-      is used (its rows are repeated to match an expanded batch); without one, the leading run of `pad_token_id` of
-      each row is padding. Pass the mask when a prompt may itself start with the pad token (e.g. a BOS equal to it).
-      Doctor position ids are `cumsum(attention_mask) - 1`, as in `generate`.
-    - **New generation.** A call whose batch size differs, whose length is not the previous one plus one, or whose
-      rows do not extend the previous rows starts over with a fresh prefill, so one processor serves many `generate`
-      calls. Rows that finished early keep receiving the tokens `generate` appends (padding), like the patient.
-
-    Doctors run under `torch.inference_mode` on the device of the scores (they are moved there on the first call,
-    unless dispatched with a device map) and their log-probabilities are cast to the scores' dtype.
+    Each doctor and each model reference runs with its own [`DynamicCache`] (see `tfpo_hf.incremental`): the prompt
+    is prefilled once (`logits_to_keep=1`), then every call feeds it exactly one new token per row, following beam
+    reorders, batch expansion (`num_return_sequences`) and left padding. Pass the prompts' attention mask (to the
+    constructor or [`~DoctorLogitsProcessor.set_attention_mask`]) when a prompt may start with the pad token. A call
+    that does not continue the previous one starts over, so one processor serves many `generate` calls. Doctors run
+    under `torch.inference_mode` on the device of the scores (moved there on the first call, unless dispatched with a
+    device map); their log-probabilities are cast to the scores' dtype.
 
     Args:
         doctors (`PreTrainedModel`, `str`, or a list of them):
             Causal LM(s), local path(s) or Hub id(s) of doctor checkpoints (loaded with
-            `AutoModelForCausalLM.from_pretrained(..., **from_pretrained_kwargs)`). An object with a
-            `pretrained_model` attribute (a `DoctorModel`) contributes that causal LM.
-        betas (`float` or `list[float]`, *optional*, defaults to 0.5):
-            Weight of each doctor's log-probabilities; one number is used for every doctor.
-        alpha (`float`, *optional*, defaults to 1.0):
-            Weight of the patient's log-probabilities.
+            `AutoModelForCausalLM.from_pretrained(..., **from_pretrained_kwargs)`). A `DoctorModel` contributes its
+            causal LM and its `tfpo_config`.
+        betas (`float` or `list[float]`, *optional*):
+            Weight of each doctor's term; one number is used for every doctor. Defaults to each doctor's recorded
+            `beta` (0.5 when it records none).
+        alpha (`float`, *optional*):
+            Weight of the patient's log-probabilities. Defaults to the doctors' recorded `alpha` when they agree,
+            else 1.0.
+        references (`str`, `PreTrainedModel`, `None`, or a list of them, *optional*):
+            Per doctor: `"patient"`, `"initial"`, a model or a path (ratio guidance), or `"none"` (the mix). Defaults
+            to what each doctor records.
         tokenizer (`PreTrainedTokenizerBase`, *optional*):
             The patient's tokenizer. When given, a doctor whose vocabulary is smaller than `len(tokenizer)`, or that
             was saved with a different tokenizer, is a `ValueError`; it also provides the default `pad_token_id`.
@@ -103,10 +130,9 @@ class DoctorLogitsProcessor(LogitsProcessor):
     >>> tokenizer = AutoTokenizer.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct", padding_side="left")
     >>> patient = AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")
     >>> inputs = tokenizer(["Tell me about cats.", "Hi!"], padding=True, return_tensors="pt")
-    >>> doctor = DoctorLogitsProcessor("path/to/doctor", betas=0.5, tokenizer=tokenizer,
-    ...                                attention_mask=inputs.attention_mask)
+    >>> doctor = DoctorLogitsProcessor("path/to/doctor", tokenizer=tokenizer, attention_mask=inputs.attention_mask)
     >>> out = patient.generate(**inputs, logits_processor=LogitsProcessorList([doctor]), max_new_tokens=32)
-    >>> doctor.set_betas(1.0)  # stronger guidance for the next call, same doctor weights
+    >>> doctor.set_betas(4.0)  # stronger guidance for the next call, same doctor weights
     ```
     """
 
@@ -115,34 +141,35 @@ class DoctorLogitsProcessor(LogitsProcessor):
     def __init__(
         self,
         doctors,
-        betas: float | Sequence[float] = 0.5,
-        alpha: float = 1.0,
+        betas: float | Sequence[float] | None = None,
+        alpha: float | None = None,
         tokenizer=None,
         attention_mask: torch.Tensor | None = None,
         normalize: bool = False,
         pad_token_id: int | None = None,
+        references=None,
         **from_pretrained_kwargs,
     ):
         sources = list(doctors) if isinstance(doctors, (list, tuple)) else [doctors]
         if not sources:
             raise ValueError("`doctors` is empty: give at least one doctor model, path or Hub id.")
         self.doctors: list[PreTrainedModel] = []
+        recorded: list[dict] = []
         for source in sources:
             if isinstance(source, (str, os.PathLike)):
                 doctor = AutoModelForCausalLM.from_pretrained(source, **from_pretrained_kwargs)
+                hub_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in _HUB_KWARGS}
+                recorded.append(load_tfpo_config(source, **hub_kwargs))
                 source, hub_lookup = str(source), True
             else:
                 doctor = getattr(source, "pretrained_model", source)
+                recorded.append(dict(getattr(source, "tfpo_config", None) or {}))
                 source, hub_lookup = str(getattr(doctor, "name_or_path", "")), False
             if tokenizer is not None:
                 self._check_vocabulary(doctor, tokenizer, _saved_tokenizer(source, hub_lookup, from_pretrained_kwargs))
             self.doctors.append(doctor)
-        # transformers renamed `past_key_values` to `cache` during 5.x; wrappers (PEFT) take either through **kwargs.
-        self._cache_kwargs = [
-            "past_key_values" if "past_key_values" in inspect.signature(type(doctor).forward).parameters else "cache"
-            for doctor in self.doctors
-        ]
-        self.alpha = float(alpha)
+        self.references = self._resolve_references(references, recorded, tokenizer, from_pretrained_kwargs)
+        betas, self.alpha = recorded_weights(recorded, betas, alpha)
         self.normalize = normalize
         if pad_token_id is None and tokenizer is not None:
             pad_token_id = tokenizer.pad_token_id
@@ -152,10 +179,65 @@ class DoctorLogitsProcessor(LogitsProcessor):
         if pad_token_id is None:
             pad_token_id = getattr(self.doctors[0].config.get_text_config(), "pad_token_id", None)
         self.pad_token_id = pad_token_id
-        self.betas: list[float] = []
-        self.attention_mask = attention_mask
+        self._forward = IncrementalForward(pad_token_id, attention_mask)
+        self.betas: list[float] = [0.0] * len(self.doctors)
         self.set_betas(betas)
-        self.reset()
+
+    def _resolve_references(self, references, recorded: list[dict], tokenizer, from_pretrained_kwargs) -> list:
+        """One reference per doctor: `None` (the mix), `"patient"`, `"base"` (a LoRA doctor's base) or a model."""
+        if references is None:
+            references = [INITIAL if config.get("guidance") == "ratio" else None for config in recorded]
+            references = [
+                PATIENT if reference and config.get("guidance_reference") == PATIENT else reference
+                for reference, config in zip(references, recorded)
+            ]
+        elif isinstance(references, (str, os.PathLike, torch.nn.Module)):
+            references = [references] * len(self.doctors)
+        if len(references) != len(self.doctors):
+            raise ValueError(f"Got {len(references)} references for {len(self.doctors)} doctors.")
+        resolved = []
+        for doctor, config, reference in zip(self.doctors, recorded, references):
+            if reference in (None, "none"):
+                resolved.append(None)
+            elif reference == PATIENT:
+                resolved.append(PATIENT)
+            elif reference == BASE and not has_adapter(doctor):
+                raise ValueError(
+                    f"Doctor {doctor.name_or_path!r} has no PEFT adapter, so it has no base to use as the reference: "
+                    "pass `references='initial'` or the model it started from."
+                )
+            elif reference == BASE:
+                resolved.append(BASE)
+            elif reference == INITIAL:
+                resolved.append(BASE if has_adapter(doctor) else self._initial_model(doctor, config, from_pretrained_kwargs))
+            else:
+                model = reference
+                if isinstance(reference, (str, os.PathLike)):
+                    model = AutoModelForCausalLM.from_pretrained(reference, **from_pretrained_kwargs)
+                if tokenizer is not None:
+                    self._check_vocabulary(model, tokenizer, None)
+                resolved.append(model)
+        return resolved
+
+    @staticmethod
+    def _initial_model(doctor: PreTrainedModel, config: dict, from_pretrained_kwargs: dict) -> PreTrainedModel:
+        """The weights a full-weight doctor started from: its recorded `reference_name_or_path`, loaded and cut to
+        the recorded depth (a doctor made of the patient's first layers)."""
+        name = config.get("reference_name_or_path")
+        try:
+            if not name:
+                raise OSError("no name recorded")
+            reference = AutoModelForCausalLM.from_pretrained(name, **from_pretrained_kwargs)
+        except OSError as error:
+            raise ValueError(
+                f"Doctor {doctor.name_or_path!r} was trained against its initial weights ({name!r}), which could not "
+                f"be loaded ({error}): pass that model as `references=` (or `references='none'` to mix the doctor in "
+                "without one)."
+            ) from error
+        num_layers = config.get("reference_num_layers")
+        if num_layers and num_layers < len(reference.get_decoder().layers):
+            reference = truncated_causal_lm(reference, num_layers)
+        return reference.eval()
 
     @staticmethod
     def _check_vocabulary(doctor: PreTrainedModel, tokenizer, doctor_tokenizer) -> None:
@@ -178,23 +260,30 @@ class DoctorLogitsProcessor(LogitsProcessor):
         betas = [float(betas)] * len(self.doctors) if isinstance(betas, numbers.Real) else [float(b) for b in betas]
         if len(betas) != len(self.doctors):
             raise ValueError(f"Got {len(betas)} betas for {len(self.doctors)} doctors.")
-        active_changed = [b != 0 for b in betas] != [b != 0 for b in self.betas]
         self.betas = betas
-        if active_changed:
-            # Doctors with a zero weight are not run: their caches would be stale, so start over at the next call.
-            self.reset()
+        # Doctors with a zero weight are not run; a change of the active set restarts the caches at the next call.
 
     def set_attention_mask(self, attention_mask: torch.Tensor | None) -> None:
         """Set the attention mask of the prompts of the next `generate` call (`None`: infer it from padding)."""
-        self.attention_mask = attention_mask
+        self._forward.attention_mask = attention_mask
         self.reset()
 
     def reset(self) -> None:
-        """Drop the doctors' caches; the next call prefills its whole `input_ids`."""
-        self._input_ids: torch.LongTensor | None = None  # (rows, length) seen at the previous call
-        self._doctor_mask: torch.LongTensor | None = None  # (rows, length) attention mask of those tokens
-        self._group_size = 1  # rows that `generate` made from one prompt (beams, returned sequences)
-        self._caches: list[DynamicCache] = []
+        """Drop the cached states; the next call prefills its whole `input_ids`."""
+        self._forward.reset()
+
+    def _streams(self) -> list[Stream]:
+        """The models to run for the active doctors: each doctor, then its reference when that is a model or base."""
+        streams = []
+        for doctor, reference, beta in zip(self.doctors, self.references, self.betas):
+            if beta == 0:
+                continue
+            streams.append(Stream(doctor))
+            if reference == BASE:
+                streams.append(Stream(doctor, base_only=True))
+            elif isinstance(reference, torch.nn.Module):
+                streams.append(Stream(reference))
+        return streams
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         """
@@ -206,92 +295,34 @@ class DoctorLogitsProcessor(LogitsProcessor):
 
         Return:
             `torch.Tensor` of shape `(batch_size, vocab_size)`: the mixed scores, in the dtype of `scores`. Columns
-            beyond a doctor's vocabulary are `-inf` (unless every beta is 0).
+            beyond a doctor's (or reference's) vocabulary are `-inf` (unless every beta is 0).
         """
+        if self.alpha == 1 and not self.normalize and all(beta == 0 for beta in self.betas):
+            return scores
+        patient_logprobs = _log_softmax(scores)
+        mixed = self.alpha * patient_logprobs if self.alpha != 0 else torch.zeros_like(scores)
+        uses_patient = self.alpha != 0 or any(
+            beta != 0 and reference == PATIENT for beta, reference in zip(self.betas, self.references)
+        )
+        impossible = torch.isneginf(patient_logprobs) if uses_patient else torch.zeros_like(scores, dtype=torch.bool)
+        streams = self._streams()
+        logits = iter(self._forward(streams, input_ids.to(scores.device), scores.device) if streams else [])
         vocab_size = scores.shape[-1]
-        terms = [(self.alpha, _log_softmax(scores))] if self.alpha != 0 else []
-        if any(beta != 0 for beta in self.betas):
-            doctor_logits = self._doctor_logits(input_ids.to(scores.device), scores.device)
-            betas = [beta for beta in self.betas if beta != 0]
-            for beta, logits in zip(betas, doctor_logits):
-                terms.append((beta, _log_softmax(logits[:, :vocab_size].float()).to(scores.dtype)))
-
-        mixed = torch.zeros_like(scores)
-        impossible = torch.zeros_like(scores, dtype=torch.bool)
-        for weight, logprobs in terms:
-            width = logprobs.shape[-1]
-            mixed[:, :width] += weight * logprobs
-            impossible[:, :width] |= torch.isneginf(logprobs)
-            impossible[:, width:] = True
+        for beta, reference in zip(self.betas, self.references):
+            if beta == 0:
+                continue
+            term = _log_softmax(next(logits)[:, :vocab_size].float()).to(scores.dtype)
+            impossible[:, : term.shape[-1]] |= torch.isneginf(term)
+            if reference is not None:
+                reference_logprobs = (
+                    patient_logprobs if reference == PATIENT
+                    else _log_softmax(next(logits)[:, :vocab_size].float()).to(scores.dtype)
+                )
+                width = min(term.shape[-1], reference_logprobs.shape[-1])
+                impossible[:, :width] |= torch.isneginf(reference_logprobs[:, :width])
+                term = term[:, :width] - reference_logprobs[:, :width]
+            mixed[:, : term.shape[-1]] += beta * term
+            impossible[:, term.shape[-1] :] = True
         # Overwrites the +-inf and NaN that weighted -inf entries leave behind (negative weights, inf - inf).
         mixed = mixed.masked_fill(impossible, float("-inf"))
         return _log_softmax(mixed) if self.normalize else mixed
-
-    def _doctor_logits(self, input_ids: torch.LongTensor, device: torch.device) -> list[torch.Tensor]:
-        """Feed the active doctors what is new in `input_ids` and return their next-token logits, each of shape
-        `(batch_size, doctor_vocab_size)`."""
-        doctors = [(d, key) for d, key, beta in zip(self.doctors, self._cache_kwargs, self.betas) if beta != 0]
-        for doctor, _ in doctors:  # outside inference mode, so that moved parameters stay trainable tensors
-            if doctor.device != device and getattr(doctor, "hf_device_map", None) is None:
-                doctor.to(device)
-        with torch.inference_mode():
-            parents = self._parents(input_ids)
-            if parents is None:
-                mask = self._prompt_attention_mask(input_ids)
-                position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-                new_tokens = input_ids
-                self._caches = [DynamicCache(config=doctor.config) for doctor, _ in doctors]
-            else:
-                if not torch.equal(parents, torch.arange(len(parents), device=parents.device)):
-                    for cache in self._caches:
-                        cache.batch_select_indices(parents)
-                    self._doctor_mask = self._doctor_mask[parents]
-                position_ids = self._doctor_mask.sum(-1, keepdim=True)
-                mask = torch.cat([self._doctor_mask, self._doctor_mask.new_ones((len(input_ids), 1))], dim=-1)
-                new_tokens = input_ids[:, -1:]
-            self._input_ids, self._doctor_mask = input_ids.clone(), mask
-
-            logits = []
-            for (doctor, cache_kwarg), cache in zip(doctors, self._caches):
-                inputs = {"input_ids": new_tokens, "attention_mask": mask, "position_ids": position_ids}
-                inputs = {name: tensor.to(doctor.device) for name, tensor in inputs.items()}
-                outputs = doctor(**inputs, **{cache_kwarg: cache}, use_cache=True, logits_to_keep=1)
-                logits.append(outputs.logits[:, -1].to(device))
-        return [tensor.clone() for tensor in logits]  # ordinary tensors again, for the processors that follow
-
-    def _parents(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
-        """For each row of `input_ids`, the index of the previous call's row that it extends by one token, or `None`
-        if `input_ids` does not continue the previous call (a new generation)."""
-        previous = self._input_ids
-        if previous is None or input_ids.shape != (previous.shape[0], previous.shape[1] + 1):
-            return None
-        prefix = input_ids[:, :-1]
-        if torch.equal(prefix, previous):
-            return torch.arange(len(prefix), device=prefix.device)
-        # Any earlier row with the same tokens has the same doctor state, except that with a given mask two prompts can
-        # share tokens but not padding: then the parent must come from the row's own group (`generate` keeps the rows
-        # it makes from one prompt together). Without a mask, padding follows from the tokens.
-        same = (prefix[:, None] == previous[None]).all(-1)
-        groups = torch.arange(len(prefix), device=prefix.device) // self._group_size
-        same &= groups[:, None] == groups[None]
-        if not same.any(-1).all():
-            return None
-        return same.int().argmax(-1)
-
-    def _prompt_attention_mask(self, input_ids: torch.LongTensor) -> torch.LongTensor:
-        """Attention mask of shape `(batch_size, prompt_length)` for the prompts in `input_ids`."""
-        if self.attention_mask is not None:
-            mask = self.attention_mask.to(input_ids.device).long()
-            if mask.shape[-1] > input_ids.shape[-1] or len(input_ids) % len(mask):
-                raise ValueError(
-                    f"The attention mask has shape {tuple(mask.shape)}, which does not fit prompts of shape "
-                    f"{tuple(input_ids.shape)}: call `set_attention_mask` with the mask of this `generate` call."
-                )
-            self._group_size = len(input_ids) // len(mask)
-            generated = input_ids.shape[-1] - mask.shape[-1]  # tokens generated before a reset (`set_betas`)
-            mask = torch.nn.functional.pad(mask, (0, generated), value=1)
-            return mask.repeat_interleave(self._group_size, dim=0)
-        self._group_size = len(input_ids)
-        if self.pad_token_id is None:
-            return torch.ones_like(input_ids)
-        return ((input_ids != self.pad_token_id).cumsum(-1) > 0).long()

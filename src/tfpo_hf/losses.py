@@ -13,6 +13,31 @@ import torch
 import torch.nn.functional as F
 
 
+def prefix_scores(
+    token_rewards: torch.Tensor, mask: torch.Tensor, ref_logprobs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log Q(s_0..s_T) = sum_{k<=t} [r_k + log pi_ref(y_k | s_{k-1})], with log Q(s_0) = 0.
+
+    Args:
+        token_rewards: [B, T], r_1..r_T of each response.
+        mask: [B, T], 1 for real transitions, 0 for padding (padding adds nothing).
+        ref_logprobs: [B, T], log pi_ref(y_{t+1} | s_t) of a frozen reference policy, or None for the paper's
+            literal prefix score (cumulative reward only).
+
+    Returns:
+        [B, T + 1] float32 (float64 for float64 inputs); values on padding states repeat the last real one.
+    """
+    if token_rewards.shape != mask.shape or (ref_logprobs is not None and ref_logprobs.shape != mask.shape):
+        shapes = [list(t.shape) for t in (token_rewards, mask, ref_logprobs) if t is not None]
+        raise ValueError(f"token_rewards, mask and ref_logprobs must share the shape [B, T], got {shapes}")
+    dtype = torch.promote_types(token_rewards.dtype, torch.float32)
+    steps = token_rewards.to(dtype)
+    if ref_logprobs is not None:
+        steps = steps + ref_logprobs.to(dtype)
+    steps = torch.where(mask.bool(), steps, 0.0)
+    return F.pad(steps.cumsum(-1), (1, 0))
+
+
 def subtrajectory_balance_loss(
     logprobs: torch.Tensor,
     log_flows: torch.Tensor,

@@ -6,11 +6,25 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .config import UNRECORDED_BETA
+
 CITATION = """@article{llmdoctor2025,
   title   = {LLMdoctor: Token-Level Flow-Guided Preference Optimization for Efficient Test-Time Alignment of Large Language Models},
   journal = {arXiv preprint},
   year    = {2025}
 }"""
+
+
+def guidance_sentence(tfpo_config: dict[str, Any]) -> str:
+    """How the processor decodes with this doctor when a call gives no weights."""
+    beta, alpha = tfpo_config.get("beta", UNRECORDED_BETA), tfpo_config.get("alpha", 1.0)
+    if tfpo_config.get("guidance") != "ratio":
+        return f"Decoding mixes log-probabilities: {alpha:g} * log p_patient + {beta:g} * log p_doctor."
+    reference = ("the patient itself (the doctor is a copy of it, so this costs no extra forward)"
+                 if tfpo_config.get("guidance_reference") == "patient" else "the weights the doctor started from")
+    return (f"Ratio guidance (the doctor was trained against a reference policy): {alpha:g} * log p_patient + "
+            f"{beta:g} * (log p_doctor - log p_ref), the reference being {reference}. To guide a different patient "
+            "than the one above, pass `references=\"base\"` (a LoRA doctor) or the model it started from.")
 
 
 def write_model_card(
@@ -29,7 +43,6 @@ def write_model_card(
         metadata += ["datasets:", f"- {dataset_name}"]
     metadata.append("---")
     patient = tfpo_config.get("patient_name_or_path") or "the patient it was trained for"
-    alpha, beta = tfpo_config.get("alpha", 1.0), tfpo_config.get("beta", 0.5)
     body = [
         f"# TFPO doctor for {patient}",
         "",
@@ -44,10 +57,12 @@ def write_model_card(
         "",
         f'patient = AutoModelForCausalLM.from_pretrained("{patient}")',
         f'tokenizer = AutoTokenizer.from_pretrained("{patient}")',
-        f'doctor = DoctorLogitsProcessor("<this repo>", betas={beta}, alpha={alpha}, tokenizer=tokenizer)',
+        'doctor = DoctorLogitsProcessor("<this repo>", tokenizer=tokenizer)  # the defaults recorded below',
         'inputs = tokenizer.apply_chat_template([{"role": "user", "content": "Hi!"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)',
         "output = patient.generate(**inputs, logits_processor=LogitsProcessorList([doctor]), max_new_tokens=64)",
         "```",
+        "",
+        guidance_sentence(tfpo_config),
         "",
         "## Settings saved with the doctor (`tfpo_config.json`)",
         "",

@@ -152,7 +152,7 @@ class DoctorModel(nn.Module):
             position_ids=position_ids,
             logits_to_keep=logits_to_keep,
             output_hidden_states=True,
-            use_cache=False,
+            use_cache=kwargs.pop("use_cache", False),
             **kwargs,
         )
         last_hidden = outputs.hidden_states[-1]
@@ -162,10 +162,15 @@ class DoctorModel(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_patient(cls, patient: PreTrainedModel, num_layers: int, **tfpo_config) -> "DoctorModel":
-        """A doctor made of the patient's first `num_layers` layers (shares its tokenizer and vocabulary)."""
+    def from_patient(cls, patient: PreTrainedModel, num_layers: int | None = None, **tfpo_config) -> "DoctorModel":
+        """A doctor made of a copy of the patient's first `num_layers` layers (all of them when None): it shares the
+        patient's tokenizer and vocabulary. A full copy (the usual base of a LoRA doctor) is recorded as
+        `copy_of_patient`, so ratio guidance can use the patient's own log-probabilities as the reference."""
+        depth = len(patient.get_decoder().layers)
+        num_layers = depth if num_layers is None else num_layers
         doctor = cls(truncated_causal_lm(patient, num_layers), tfpo_config=tfpo_config)
         doctor.tfpo_config.setdefault("patient_name_or_path", patient.config.name_or_path)
+        doctor.tfpo_config["copy_of_patient"] = num_layers == depth
         return doctor
 
     @classmethod
@@ -187,9 +192,7 @@ class DoctorModel(nn.Module):
         head_file = _find_file(name, VALUE_HEAD_WEIGHTS_NAME, hub_kwargs)
         if head_file:
             doctor.value_head.load_state_dict(_strip_prefix(load_file(head_file), VALUE_HEAD_PREFIX))
-        config_file = _find_file(name, TFPO_CONFIG_NAME, hub_kwargs)
-        if config_file:
-            doctor.tfpo_config = json.loads(Path(config_file).read_text())
+        doctor.tfpo_config = load_tfpo_config(name, **hub_kwargs)
         return doctor
 
     # ------------------------------------------------------------------ saving
@@ -267,6 +270,12 @@ class DoctorModel(nn.Module):
         self.value_head.load_state_dict(
             _strip_prefix(load_file(str(checkpoint_dir / VALUE_HEAD_WEIGHTS_NAME)), VALUE_HEAD_PREFIX)
         )
+
+
+def load_tfpo_config(name_or_path: str | os.PathLike, **hub_kwargs) -> dict[str, Any]:
+    """The `tfpo_config.json` saved with a doctor (local folder or Hub repo), or `{}` for a checkpoint without one."""
+    config_file = _find_file(str(name_or_path), TFPO_CONFIG_NAME, hub_kwargs)
+    return json.loads(Path(config_file).read_text()) if config_file else {}
 
 
 def _strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

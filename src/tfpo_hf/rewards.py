@@ -12,6 +12,7 @@ from datasets.fingerprint import Hasher
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import TokenRewardConfig
+from .fingerprint import weights_probe
 from .data import (
     as_explicit_example,
     format_completion,
@@ -242,16 +243,12 @@ class TokenRewardScorer:
 
     def fingerprint(self, dataset: Dataset) -> str:
         """Cache key of the scored dataset: the input's fingerprint, the settings, the tokenizer and the patient."""
-        with torch.no_grad():
-            weights_probe = [
-                (name, p.float().sum().item(), p.float().square().sum().item()) for name, p in self.patient.named_parameters()
-            ]
         return Hasher.hash(
             (
                 dataset._fingerprint,
                 asdict(self.config),
                 self.patient.config.to_json_string(),
-                weights_probe,
+                weights_probe(self.patient),
                 self.tokenizer.name_or_path,
                 len(self.tokenizer),
                 self.tokenizer.chat_template,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -11,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 from datasets import Dataset
+from datasets.fingerprint import Hasher
 from torch import nn
 from transformers import (
     AutoTokenizer,
@@ -20,10 +22,12 @@ from transformers import (
     TrainerCallback,
 )
 
-from .collator import TokenRewardCollator
+from .adapters import adapter_disabled, base_model_name_or_path, has_adapter
+from .collator import REF_COLUMNS, TokenRewardCollator
 from .config import TFPOConfig
 from .data import SCORED_COLUMNS, preference_format, truncate_pair
-from .losses import subtrajectory_balance_loss, value_discrimination_loss
+from .fingerprint import weights_probe
+from .losses import prefix_scores, subtrajectory_balance_loss, value_discrimination_loss
 from .model_card import write_model_card
 from .modeling import DoctorModel
 from .rewards import TokenRewardScorer
@@ -42,6 +46,25 @@ def completion_logprobs(logits: torch.Tensor, completion_ids: torch.Tensor) -> t
             for row_logits, row_ids in zip(logits, completion_ids)
         ]
     )
+
+
+def completion_forward(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    """Run `model` (a `DoctorModel` or a plain causal LM) over a `TokenRewardCollator` batch.
+
+    Only the last T+1 columns (states s_0..s_T) go through the heads; the logits of s_0..s_{T-1} score the response
+    tokens y_1..y_T. Returns (log pi(y_{t+1} | s_t) [2B, T], the model's raw outputs).
+    """
+    completion_width = inputs["completion_mask"].shape[1]
+    prompt_width = inputs["input_ids"].shape[1] - completion_width
+    position_ids = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    outputs = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        position_ids=position_ids,
+        logits_to_keep=completion_width + 1,
+        use_cache=False,
+    )
+    return completion_logprobs(outputs.logits[:, :-1], inputs["input_ids"][:, prompt_width:]), outputs
 
 
 def _validate_scored_example(example: dict[str, Any], index: int, args: TFPOConfig) -> dict[str, Any]:
@@ -75,6 +98,12 @@ def _validate_scored_example(example: dict[str, Any], index: int, args: TFPOConf
 
 class TFPOTrainer(Trainer):
     """Trainer for a TFPO doctor: L = L_SubTB(chosen and rejected rows) + lambda_value * L_value.
+
+    The flow's prefix score is log Q(s_t) = sum_{k<=t} [r_k + log pi_ref(y_k | s_{k-1})] with pi_ref the doctor's
+    initial weights (`args.flow_reference="initial"`: a LoRA doctor's base, a full-weight doctor as it is when the
+    trainer is built), or the cumulative reward alone (`"none"`, the paper's literal form). Reference
+    log-probabilities carry no grad; they are computed once into dataset columns (`precompute_ref_log_probs`) or per
+    batch (LoRA: adapter disabled; full weights: a frozen copy).
 
     Args:
         model: a `DoctorModel`, a causal LM (a value head is added), or a model id / path.
@@ -110,21 +139,12 @@ class TFPOTrainer(Trainer):
             processing_class = AutoTokenizer.from_pretrained(doctor.config.name_or_path)
         if patient_model is not None:
             self._check_vocabularies(doctor, patient_model)
-        doctor.tfpo_config.update(
-            alpha=args.guidance_alpha,
-            beta=args.guidance_beta,
-            theta=args.theta,
-            tau=args.tau,
-            positive_system_prompt=args.positive_system_prompt,
-            negative_system_prompt=args.negative_system_prompt,
-        )
-        if patient_model is not None:
-            doctor.tfpo_config["patient_name_or_path"] = patient_model.config.name_or_path
+        pad_token_id = processing_class.pad_token_id
+        if pad_token_id is None:
+            pad_token_id = processing_class.eos_token_id if processing_class.eos_token_id is not None else 0
+        self._reference_collator = TokenRewardCollator(pad_token_id, args.pad_to_multiple_of)
         if data_collator is None:
-            pad_token_id = processing_class.pad_token_id
-            if pad_token_id is None:
-                pad_token_id = processing_class.eos_token_id if processing_class.eos_token_id is not None else 0
-            data_collator = TokenRewardCollator(pad_token_id, args.pad_to_multiple_of)
+            data_collator = self._reference_collator
 
         self.patient_model = patient_model
         if train_dataset is not None:
@@ -147,6 +167,15 @@ class TFPOTrainer(Trainer):
         # Our losses are per-batch means: let Trainer divide by the gradient-accumulation steps itself.
         self.model_accepts_loss_kwargs = False
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._record_doctor_settings(doctor, patient_model)
+        self.ref_model = None
+        if self.uses_reference:
+            self._set_up_reference()
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the flow's prefix score holds the reference log-probabilities (`flow_reference="initial"`)."""
+        return self.args.flow_reference == "initial"
 
     # ------------------------------------------------------------------ setup
     @staticmethod
@@ -166,6 +195,35 @@ class TFPOTrainer(Trainer):
                 raise ValueError("The doctor already holds a PEFT adapter; do not pass `peft_config` as well.")
             doctor.pretrained_model = get_peft_model(doctor.pretrained_model, peft_config)
         return doctor
+
+    def _record_doctor_settings(self, doctor: DoctorModel, patient: PreTrainedModel | None) -> None:
+        """Write into `doctor.tfpo_config` (saved as tfpo_config.json) the reward settings, the flow reference and the
+        decoding defaults: ratio guidance against the reference for a reference-anchored doctor, else the mix."""
+        reference_name = base_model_name_or_path(doctor.pretrained_model)
+        if patient is not None:
+            doctor.tfpo_config["patient_name_or_path"] = patient.config.name_or_path
+            depth = doctor.config.get_text_config().num_hidden_layers
+            if reference_name == patient.config.name_or_path and depth == patient.config.get_text_config().num_hidden_layers:
+                doctor.tfpo_config["copy_of_patient"] = True
+        args = self.args
+        doctor.tfpo_config.update(
+            theta=args.theta,
+            tau=args.tau,
+            positive_system_prompt=args.positive_system_prompt,
+            negative_system_prompt=args.negative_system_prompt,
+            flow_reference="initial" if self.uses_reference else "none",
+            reference_name_or_path=reference_name,
+            reference_num_layers=doctor.config.get_text_config().num_hidden_layers,
+            alpha=args.guidance_alpha,
+            beta=args.guidance_beta,
+            guidance="ratio" if self.uses_reference else "mix",
+        )
+        if self.uses_reference:  # a copy of the patient decodes against the patient's own scores: no extra forward
+            doctor.tfpo_config["guidance_reference"] = (
+                "patient" if doctor.tfpo_config.get("copy_of_patient") else "initial"
+            )
+        else:
+            doctor.tfpo_config.pop("guidance_reference", None)
 
     @staticmethod
     def _check_vocabularies(doctor: DoctorModel, patient: PreTrainedModel) -> None:
@@ -224,34 +282,83 @@ class TFPOTrainer(Trainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = list(SCORED_COLUMNS)
+            self._signature_columns = list(SCORED_COLUMNS) + list(REF_COLUMNS)
+
+    # ------------------------------------------------------------------ reference policy
+    def _set_up_reference(self) -> None:
+        """Precompute the reference columns of every dataset, or, per batch, keep a frozen copy of a full-weight
+        doctor (a LoRA doctor's reference is its base: the adapter is disabled, nothing is copied)."""
+        if self.args.precompute_ref_log_probs:
+            if self.train_dataset is not None:
+                self.train_dataset = self._add_reference_logps(self.train_dataset, "train")
+            if isinstance(self.eval_dataset, dict):
+                self.eval_dataset = {k: self._add_reference_logps(v, k) for k, v in self.eval_dataset.items()}
+            elif self.eval_dataset is not None:
+                self.eval_dataset = self._add_reference_logps(self.eval_dataset, "eval")
+        elif not has_adapter(self.accelerator.unwrap_model(self.model).pretrained_model):
+            reference = copy.deepcopy(self.accelerator.unwrap_model(self.model).pretrained_model)
+            self.ref_model = self.accelerator.prepare_model(reference.eval().requires_grad_(False), evaluation_mode=True)
+
+    def _add_reference_logps(self, dataset: Dataset, dataset_name: str) -> Dataset:
+        """Add `ref_chosen_token_logps` and `ref_rejected_token_logps`: log pi_ref of every response token.
+
+        The main process computes them first; the others load its cached result (same fingerprint).
+        """
+        doctor = self.accelerator.unwrap_model(self.model)
+        fingerprint = Hasher.hash(
+            (dataset._fingerprint, "ref_token_logps", has_adapter(doctor.pretrained_model), weights_probe(doctor))
+        )
+        was_training = doctor.training
+        doctor.eval()
+        try:
+            with self.accelerator.main_process_first():
+                return dataset.map(
+                    self._reference_logps_batch,
+                    batched=True,
+                    batch_size=self.args.per_device_eval_batch_size,
+                    new_fingerprint=fingerprint,
+                    desc=f"Reference log-probabilities of the {dataset_name} dataset",
+                )
+        finally:
+            doctor.train(was_training)
+
+    def _reference_logps_batch(self, batch: dict[str, list]) -> dict[str, list[list[float]]]:
+        features = [{name: batch[name][i] for name in SCORED_COLUMNS} for i in range(len(batch["prompt_ids"]))]
+        inputs = self._prepare_inputs(self._reference_collator(features))
+        logps = self.compute_ref_logprobs(inputs, precomputing=True).cpu()
+        lengths = inputs["completion_mask"].sum(-1).tolist()
+        rows = [row[:length].tolist() for row, length in zip(logps, lengths)]
+        return {REF_COLUMNS[0]: rows[: len(features)], REF_COLUMNS[1]: rows[len(features) :]}
+
+    @torch.no_grad()
+    def compute_ref_logprobs(self, inputs: dict[str, torch.Tensor], precomputing: bool = False) -> torch.Tensor:
+        """log pi_ref(y_{t+1} | s_t) [2B, T] of a batch: its precomputed column, the doctor's base with the adapter
+        disabled, or the frozen copy; `precomputing` runs the doctor as it is (its initial weights, before training)."""
+        if "ref_token_logps" in inputs:
+            return inputs["ref_token_logps"]
+        lm = self.accelerator.unwrap_model(self.model).pretrained_model
+        if self.ref_model is not None:
+            return completion_forward(self.ref_model, inputs)[0]
+        if has_adapter(lm):
+            with adapter_disabled(lm):
+                return completion_forward(lm, inputs)[0]
+        if precomputing:
+            return completion_forward(lm, inputs)[0]
+        raise ValueError(
+            "This batch has no precomputed reference log-probabilities (`ref_chosen_token_logps`): pass the dataset "
+            "to TFPOTrainer (train_dataset / eval_dataset) so it adds them, or set precompute_ref_log_probs=False."
+        )
 
     # ------------------------------------------------------------------ loss
-    def doctor_outputs(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """One doctor forward over the 2B rows: (logprobs [2B, T], log_values [2B, T+1], raw outputs).
-
-        Only the last T+1 columns (states s_0..s_T) go through the heads; the logits of s_0..s_{T-1} score the
-        response tokens y_1..y_T.
-        """
-        completion_width = inputs["completion_mask"].shape[1]
-        prompt_width = inputs["input_ids"].shape[1] - completion_width
-        position_ids = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        outputs = model(
-            input_ids=inputs["input_ids"],
-            attention_mask=inputs["attention_mask"],
-            position_ids=position_ids,
-            logits_to_keep=completion_width + 1,
-        )
-        logprobs = completion_logprobs(outputs.logits[:, :-1], inputs["input_ids"][:, prompt_width:])
-        return logprobs, outputs.log_values, outputs
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """L_SubTB over the 2B chosen+rejected rows plus lambda_value * L_value over aligned chosen/rejected states."""
         mode = "train" if self.model.training else "eval"
         completion_mask = inputs["completion_mask"]
-        logprobs, log_values, outputs = self.doctor_outputs(model, inputs)
+        logprobs, outputs = completion_forward(model, inputs)
+        log_values = outputs.log_values
+        ref_logprobs = self.compute_ref_logprobs(inputs) if self.uses_reference else None
         rewards = inputs["token_rewards"] * completion_mask
-        log_q = torch.nn.functional.pad(rewards.cumsum(-1), (1, 0))
+        log_q = prefix_scores(rewards, completion_mask, ref_logprobs)
         subtb = subtrajectory_balance_loss(
             logprobs, log_q + log_values, completion_mask, max_span=self.args.subtb_max_span
         )
@@ -261,26 +368,41 @@ class TFPOTrainer(Trainer):
             log_values[:pairs, 1:], log_values[pairs:, 1:], aligned_mask, gamma=self.args.gamma
         )
         loss = subtb + self.args.lambda_value * value
-        self._record_metrics(mode, {"loss/subtb": subtb, "loss/value": value}, logprobs, log_values, rewards, completion_mask)
+        self._record_metrics(
+            mode, {"loss/subtb": subtb, "loss/value": value}, logprobs, log_values, rewards, completion_mask,
+            ref_logprobs,
+        )
         return (loss, outputs) if return_outputs else loss
 
     @torch.no_grad()
-    def _record_metrics(self, mode, losses, logprobs, log_values, rewards, completion_mask) -> None:
-        """Append this batch's losses, flow statistics, reward sparsity and doctor preference accuracy/margin."""
+    def _record_metrics(
+        self, mode, losses, logprobs, log_values, rewards, completion_mask, ref_logprobs=None
+    ) -> None:
+        """Append this batch's losses, flow statistics, reward sparsity, doctor preference accuracy/margin and, with
+        a reference, the implicit token rewards log pi_d - log pi_ref (as TRL's `rewards/*`)."""
         pairs = completion_mask.shape[0] // 2
         mask = completion_mask.bool()
         sequence_logps = torch.where(mask, logprobs, 0.0).sum(-1)
         margin = sequence_logps[:pairs] - sequence_logps[pairs:]
         state_mask = torch.nn.functional.pad(mask, (1, 0), value=True)
-        gather = self.accelerator.gather_for_metrics
         metrics = {
             **{name: loss.detach() for name, loss in losses.items()},
             "flow/log_v_mean": log_values[state_mask].mean().detach(),
-            "rewards/sparsity": (rewards[mask] != 0).float().mean(),
+            "token_rewards/nonzero_fraction": (rewards[mask] != 0).float().mean(),
             "doctor/accuracy": (margin > 0).float().mean(),
             "doctor/margin": margin.mean(),
             "num_tokens": mask.sum().float(),
         }
+        if ref_logprobs is not None:
+            log_ratios = torch.where(mask, logprobs - ref_logprobs, 0.0)
+            summed = log_ratios.sum(-1)
+            metrics |= {
+                "rewards/chosen": log_ratios[:pairs].sum() / mask[:pairs].sum().clamp(min=1),
+                "rewards/rejected": log_ratios[pairs:].sum() / mask[pairs:].sum().clamp(min=1),
+                "rewards/accuracies": (summed[:pairs] > summed[pairs:]).float().mean(),
+                "rewards/margins": (summed[:pairs] - summed[pairs:]).mean(),
+            }
+        gather = self.accelerator.gather_for_metrics
         for name, metric in metrics.items():
             self._metrics[mode][name].append(gather(metric).float().mean().item())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..losses import trajectory_bradley_terry_loss
-from ..trainer import TFPOTrainer
+from ..trainer import TFPOTrainer, completion_forward
 
 
 class TrajectoryBTTrainer(TFPOTrainer):
@@ -19,6 +19,8 @@ class TrajectoryBTTrainer(TFPOTrainer):
         *args, **kwargs: as `TFPOTrainer`.
     """
 
+    uses_reference = False  # GenARM's reward is the doctor's own summed log-probability; it decodes by the mix
+
     def __init__(self, *args, bt_beta: float = 0.1, **kwargs):
         self.bt_beta = bt_beta
         super().__init__(*args, **kwargs)
@@ -26,10 +28,10 @@ class TrajectoryBTTrainer(TFPOTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         completion_mask = inputs["completion_mask"]
-        logprobs, log_values, outputs = self.doctor_outputs(model, inputs)
+        logprobs, outputs = completion_forward(model, inputs)
         sequence_logps = torch.where(completion_mask.bool(), logprobs, 0.0).sum(-1)
         pairs = sequence_logps.shape[0] // 2
         loss = trajectory_bradley_terry_loss(sequence_logps[:pairs], sequence_logps[pairs:], beta=self.bt_beta)
         rewards = inputs["token_rewards"] * completion_mask
-        self._record_metrics(mode, {"loss/bradley_terry": loss}, logprobs, log_values, rewards, completion_mask)
+        self._record_metrics(mode, {"loss/bradley_terry": loss}, logprobs, outputs.log_values, rewards, completion_mask)
         return (loss, outputs) if return_outputs else loss

@@ -11,7 +11,7 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from .judges import Judge, get_judge
-from .metrics import distinct_n, self_bleu, win_rate
+from .metrics import bootstrap_interval, distinct_n, paired_outcomes, self_bleu, win_rate
 
 Prompt = str | list[dict[str, Any]]
 
@@ -31,11 +31,19 @@ class Method:
 
 @dataclass
 class MethodResult:
+    """One method's generations on every (seed, prompt), seed-major, with their judge scores and summaries.
+
+    Intervals are 95% percentile bootstraps over prompts (`bootstrap_interval`); diversity is averaged over seeds
+    (each seed's texts measured together), so it does not depend on how many seeds ran.
+    """
+
     name: str
     family: str
     beta: float | None
     mean_score: float
+    score_interval: tuple[float, float]
     win_rate: float
+    win_rate_interval: tuple[float, float]
     distinct_1: float
     distinct_2: float
     distinct_3: float
@@ -44,9 +52,10 @@ class MethodResult:
     seconds_per_sample: float
     scores: list[float] = field(repr=False)
     texts: list[str] = field(repr=False)
+    prompt_ids: list[int] = field(repr=False)
 
     def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("scores", "texts")}
+        return {k: v for k, v in asdict(self).items() if k not in ("scores", "texts", "prompt_ids")}
 
 
 def chat_prompt(prompt: Prompt) -> list[dict[str, Any]]:
@@ -109,34 +118,51 @@ def evaluate_methods(
     prompts: list[Prompt],
     judge: str | Judge,
     reference: str,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
 ) -> list[MethodResult]:
-    """Run every method on the same prompts and seed; score with the judge; win rates are against `reference`."""
+    """Run every method on the same prompts and seeds; score with the judge; win rates are against `reference`,
+    sample by sample (same prompt, same seed)."""
     judge = get_judge(judge)
     runs = {}
     for method in methods:
         start = time.perf_counter()
-        texts = method.generate(prompts, seed)
+        texts_by_seed = [method.generate(prompts, seed) for seed in seeds]
         seconds = time.perf_counter() - start
-        runs[method.name] = (method, texts, [judge(text) for text in texts], seconds)
+        texts = [text for seed_texts in texts_by_seed for text in seed_texts]
+        runs[method.name] = (method, texts_by_seed, texts, [judge(text) for text in texts], seconds)
     if reference not in runs:
         raise ValueError(f"The reference method {reference!r} is not among {list(runs)}.")
-    reference_scores = runs[reference][2]
+    reference_scores = runs[reference][3]
+    prompt_ids = [i for _ in seeds for i in range(len(prompts))]
+
+    def per_seed(metric, texts_by_seed):
+        return sum(metric(seed_texts) for seed_texts in texts_by_seed) / len(texts_by_seed)
+
     return [
         MethodResult(
             name=method.name,
             family=method.family,
             beta=method.beta,
             mean_score=sum(scores) / len(scores),
+            score_interval=bootstrap_interval(scores, prompt_ids),
             win_rate=win_rate(scores, reference_scores),
-            distinct_1=distinct_n(texts, 1),
-            distinct_2=distinct_n(texts, 2),
-            distinct_3=distinct_n(texts, 3),
-            self_bleu=self_bleu(texts),
+            win_rate_interval=bootstrap_interval(paired_outcomes(scores, reference_scores), prompt_ids),
+            distinct_1=per_seed(lambda t: distinct_n(t, 1), texts_by_seed),
+            distinct_2=per_seed(lambda t: distinct_n(t, 2), texts_by_seed),
+            distinct_3=per_seed(lambda t: distinct_n(t, 3), texts_by_seed),
+            self_bleu=per_seed(self_bleu, texts_by_seed),
             mean_words=sum(len(text.split()) for text in texts) / len(texts),
             seconds_per_sample=seconds / len(texts),
             scores=scores,
             texts=texts,
+            prompt_ids=prompt_ids,
         )
-        for method, texts, scores, seconds in runs.values()
+        for method, texts_by_seed, texts, scores, seconds in runs.values()
     ]
+
+
+def head_to_head(result: MethodResult, opponent: MethodResult) -> tuple[float, float, float]:
+    """Win rate of `result` against `opponent` on the same (seed, prompt) samples, ties counting one half, with its
+    95% bootstrap interval over prompts: (win rate, low, high)."""
+    outcomes = paired_outcomes(result.scores, opponent.scores)
+    return (sum(outcomes) / len(outcomes), *bootstrap_interval(outcomes, result.prompt_ids))

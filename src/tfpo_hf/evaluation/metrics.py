@@ -11,7 +11,7 @@ def win_rate(scores: Sequence[float], baseline_scores: Sequence[float]) -> float
         raise ValueError(f"win_rate needs paired samples, got {len(scores)} and {len(baseline_scores)}.")
     if not scores:
         raise ValueError("win_rate of an empty list is undefined.")
-    outcomes = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline_scores)]
+    outcomes = paired_outcomes(scores, baseline_scores)
     return sum(outcomes) / len(outcomes)
 
 
@@ -33,3 +33,29 @@ def self_bleu(texts: Sequence[str]) -> float:
     bleu = BLEU(effective_order=True)
     scores = [bleu.sentence_score(text, list(texts[:i]) + list(texts[i + 1 :])).score for i, text in enumerate(texts)]
     return sum(scores) / len(scores)
+
+
+def bootstrap_interval(
+    values: Sequence[float], clusters: Sequence[int], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values`, resampling whole clusters (the prompts: samples of one
+    prompt under several seeds are not independent). Deterministic for a given `seed`."""
+    import numpy as np
+
+    if len(values) != len(clusters) or not len(values):
+        raise ValueError(f"bootstrap_interval needs one cluster id per value, got {len(values)} and {len(clusters)}.")
+    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    sums = np.bincount(inverse, weights=np.asarray(values, dtype=float), minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids))
+    picks = np.random.default_rng(seed).integers(0, len(ids), size=(resamples, len(ids)))
+    means = sums[picks].sum(1) / counts[picks].sum(1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_outcomes(scores: Sequence[float], baseline_scores: Sequence[float]) -> list[float]:
+    """1 where `scores` beats the baseline, 0.5 on a tie, 0 otherwise, sample by sample."""
+    if len(scores) != len(baseline_scores):
+        raise ValueError(f"paired_outcomes needs paired samples, got {len(scores)} and {len(baseline_scores)}.")
+    return [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline_scores)]

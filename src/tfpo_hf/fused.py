@@ -1,0 +1,217 @@
+"""Guidance for the price of one pass: a patient and LoRA doctors of it in one forward over shared weights.
+
+`GuidedModel` loads each doctor's LoRA adapter into the patient's own modules (PEFT) and, inside its `generate` and
+`__call__`, runs every batch as `1 + K` row groups: the patient's rows (adapters off, PEFT's `"__base__"`) and one
+group per active doctor (its adapter on), through one forward. The base weights are read once per step for all
+groups, the low-rank deltas only touch their own rows, and the output's logits are the mixed scores
+
+    alpha * log p_patient + sum_i beta_i * (log p_doctor_i - log p_patient)
+
+(ratio guidance: a LoRA copy of the patient has the patient as its reference; a doctor recorded as `mix` adds
+beta_i * log p_doctor_i), so `generate`'s own processors and warpers act on them after the mix, exactly as after
+`DoctorLogitsProcessor`. The KV cache holds `1 + K` times the rows (`GroupedCache`), and beam search reorders every
+group with the same beams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+from collections.abc import Iterator, Sequence
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from .incremental import Stream
+from .logits_process import recorded_weights
+from .modeling import ADAPTER_CONFIG_NAME, _find_file, load_tfpo_config
+
+BATCH_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "token_type_ids")
+
+
+class GroupedCache(DynamicCache):
+    """A `DynamicCache` whose rows are `groups` copies of the batch (patient rows, then each doctor's rows): the
+    batch operations `generate` applies with indices over one copy (beam reordering, expansion, selection) are
+    applied to every copy."""
+
+    groups: int = 1
+
+    def _expanded(self, indices: torch.LongTensor) -> torch.LongTensor:
+        rows = next((layer.keys.shape[0] for layer in self.layers if getattr(layer, "is_initialized", False)), None)
+        if rows is None:
+            return indices
+        per_group = rows // self.groups
+        return torch.cat([indices + group * per_group for group in range(self.groups)])
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(self._expanded(beam_idx))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(self._expanded(indices))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        rows = next((layer.keys.shape[0] for layer in self.layers if getattr(layer, "is_initialized", False)), 0)
+        per_group = rows // self.groups
+        super().batch_select_indices(self._expanded(torch.arange(per_group).repeat_interleave(repeats)))
+
+
+class GuidedModel:
+    """The patient guided by LoRA doctors of itself, in one forward per step: `generate` takes everything
+    `patient.generate` takes (greedy, sampling, beam search, `num_return_sequences`, left padding, stopping
+    criteria, streamers, logits processors) and `__call__` returns the mixed scores as `logits`.
+
+    The adapters are loaded into the patient's modules (PEFT) and are off outside this object's calls: the patient
+    alone keeps giving the same tokens (its scores move by float rounding, a few 1e-6). For doctors that are not
+    LoRA adapters of this patient (another size, full weights), use `DoctorLogitsProcessor`. Beam search ranks beams
+    by the log-probabilities of the mix, as the processor does with `normalize=True`.
+
+    Args:
+        patient: the frozen patient (a transformers causal LM, not already a PEFT model).
+        doctors: a LoRA doctor or a list of them: saved adapter folders or Hub ids (as `TFPOTrainer` saves a LoRA
+            doctor), or in-memory PEFT models / `DoctorModel`s whose LM is a LoRA adapter of a copy of the patient.
+        betas: weight of each doctor; defaults to each doctor's recorded `beta` (0.5 when it records none).
+        alpha: weight of the patient's log-probabilities (default 1).
+
+    Memory: the KV cache holds `1 + K` times the rows of plain decoding (K active doctors); the adapters add their
+    low-rank weights.
+
+    Example:
+        >>> guided = GuidedModel(patient, "my-lora-doctor")
+        >>> out = guided.generate(**inputs, max_new_tokens=64, do_sample=True, top_p=0.9)
+    """
+
+    def __init__(self, patient: PreTrainedModel, doctors, betas: float | Sequence[float] | None = None,
+                 alpha: float | None = None, **from_pretrained_kwargs):
+        if hasattr(patient, "peft_config"):
+            raise ValueError("The patient already holds a PEFT adapter: give GuidedModel the plain patient model.")
+        sources = list(doctors) if isinstance(doctors, (list, tuple)) else [doctors]
+        if not sources:
+            raise ValueError("`doctors` is empty: give at least one LoRA doctor.")
+        self.patient = patient
+        self.peft_model = None  # the patient wrapped by PEFT once the first adapter is in
+        self.adapter_names = [f"doctor_{i}" for i in range(len(sources))]
+        recorded = [self._load_adapter(source, name, from_pretrained_kwargs) for source, name in zip(sources, self.adapter_names)]
+        self.peft_model.base_model.disable_adapter_layers()  # the patient alone is unchanged outside our calls
+        self.mixes = ["mix" if config.get("guidance") == "mix" else "ratio" for config in recorded]
+        betas, self.alpha = recorded_weights(recorded, betas, alpha)
+        self.betas: list[float] = []
+        self.set_betas(betas)
+
+    # ------------------------------------------------------------------ loading
+    def _load_adapter(self, source, adapter_name: str, from_pretrained_kwargs: dict) -> dict:
+        """Load one doctor's adapter into the patient under `adapter_name`; returns its recorded `tfpo_config`."""
+        from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+        if isinstance(source, (str, os.PathLike)):
+            hub_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in ("revision", "token", "cache_dir")}
+            if not _find_file(str(source), ADAPTER_CONFIG_NAME, hub_kwargs):
+                raise ValueError(_not_lora_message(str(source)))
+            if self.peft_model is None:
+                self.peft_model = PeftModel.from_pretrained(self.patient, str(source), adapter_name=adapter_name,
+                                                            **hub_kwargs)
+            else:
+                self.peft_model.load_adapter(str(source), adapter_name=adapter_name, **hub_kwargs)
+            return load_tfpo_config(source, **hub_kwargs)
+        lm = getattr(source, "pretrained_model", source)
+        if not hasattr(lm, "peft_config") or not hasattr(lm, "get_base_model"):
+            raise ValueError(_not_lora_message(getattr(lm, "name_or_path", type(lm).__name__)))
+        config = lm.peft_config[lm.active_adapter]
+        state = get_peft_model_state_dict(lm, adapter_name=lm.active_adapter)
+        if self.peft_model is None:
+            self.peft_model = get_peft_model(self.patient, config, adapter_name=adapter_name)
+        else:
+            self.peft_model.add_adapter(adapter_name, config)
+        set_peft_model_state_dict(self.peft_model, state, adapter_name=adapter_name)
+        return dict(getattr(source, "tfpo_config", None) or {})
+
+    # ------------------------------------------------------------------ weights
+    def set_betas(self, betas: float | Sequence[float]) -> None:
+        """Change the doctors' weights between calls; a doctor with beta 0 gets no rows at all."""
+        betas = [float(betas)] * len(self.adapter_names) if isinstance(betas, numbers.Real) else [float(b) for b in betas]
+        if len(betas) != len(self.adapter_names):
+            raise ValueError(f"Got {len(betas)} betas for {len(self.adapter_names)} doctors.")
+        self.betas = betas
+
+    def _active(self) -> list[int]:
+        return [i for i, beta in enumerate(self.betas) if beta != 0]
+
+    # ------------------------------------------------------------------ the fused pass
+    def mix(self, logits: torch.Tensor, groups: int) -> torch.Tensor:
+        """Mixed scores `(B, ..., V)` (float32) from the logits `(groups * B, ..., V)` of the patient's rows followed by
+        each active doctor's rows."""
+        logprobs = torch.log_softmax(logits.float(), dim=-1).chunk(groups, dim=0)
+        patient = logprobs[0]
+        mixed = self.alpha * patient
+        for doctor, index in zip(logprobs[1:], self._active()):
+            term = doctor - patient if self.mixes[index] == "ratio" else doctor
+            mixed = mixed + self.betas[index] * term
+        return mixed.masked_fill(torch.isneginf(patient) | torch.isnan(mixed), float("-inf"))
+
+    @contextlib.contextmanager
+    def fused(self) -> Iterator[int]:
+        """Inside the block, every forward of the patient runs its batch as `1 + K` row groups and returns mixed
+        logits; yields the number of groups (1 when every beta is 0: the patient alone, untouched)."""
+        active = self._active()
+        groups = 1 + len(active)
+        if groups == 1:
+            yield 1
+            return
+        row_adapters = ["__base__"] + [self.adapter_names[i] for i in active]
+        handles = []
+
+        def expand_batch(module, args, kwargs):
+            for name in BATCH_INPUTS:
+                if isinstance(kwargs.get(name), torch.Tensor):
+                    kwargs[name] = torch.cat([kwargs[name]] * groups, dim=0)
+            return args, kwargs
+
+        def name_rows(module, args, kwargs):
+            rows = args[0].shape[0] if args else kwargs["x"].shape[0]
+            kwargs["adapter_names"] = [name for name in row_adapters for _ in range(rows // groups)]
+            return args, kwargs
+
+        def mix_logits(module, args, kwargs, output):
+            output.logits = self.mix(output.logits, groups)
+            return output
+
+        from peft.tuners.lora import LoraLayer
+
+        self.peft_model.base_model.enable_adapter_layers()
+        try:
+            handles.append(self.patient.register_forward_pre_hook(expand_batch, with_kwargs=True))
+            handles.append(self.patient.register_forward_hook(mix_logits, with_kwargs=True))
+            handles += [
+                module.register_forward_pre_hook(name_rows, with_kwargs=True)
+                for module in self.patient.modules() if isinstance(module, LoraLayer)
+            ]
+            yield groups
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.peft_model.base_model.disable_adapter_layers()
+
+    def generate(self, *args, **kwargs):
+        """`patient.generate` with the doctors fused in (a `GroupedCache` is made unless a cache is given)."""
+        with self.fused() as groups:
+            if groups > 1 and kwargs.get("cache") is None and kwargs.get("past_key_values") is None:
+                cache = GroupedCache(config=self.patient.config)
+                cache.groups = groups
+                kwargs[Stream(self.patient).cache_kwarg()] = cache
+            return self.patient.generate(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        """One forward of the patient with the doctors fused in: `logits` are the mixed scores."""
+        with self.fused():
+            return self.patient(*args, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.patient.device
+
+
+def _not_lora_message(name: str) -> str:
+    return (
+        f"Doctor {name!r} is not a LoRA adapter of the patient, so it cannot share the patient's forward: use "
+        "`DoctorLogitsProcessor` (any doctor, any size) for it."
+    )

@@ -1,0 +1,128 @@
+"""Next-token logits of extra causal LMs along one `generate()` call, one cached forward per model and step.
+
+A logits processor only sees `input_ids`; `IncrementalForward` infers from them what each model must be fed: a
+prefill of the prompts at the first call, then one new token per row, with the caches reordered when beam search
+reorders its rows and restarted when a new `generate` call begins.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from .adapters import adapter_disabled
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One causal LM to run alongside the patient: `model`, or its base (adapter disabled) if `base_only`."""
+
+    model: PreTrainedModel
+    base_only: bool = False
+
+    def cache_kwarg(self) -> str:
+        """transformers renamed `past_key_values` to `cache` during 5.x; wrappers (PEFT) take either via **kwargs."""
+        return "past_key_values" if "past_key_values" in inspect.signature(type(self.model).forward).parameters else "cache"
+
+
+class IncrementalForward:
+    """Feeds streams what is new in `input_ids` and returns their next-token logits.
+
+    - **Batch expansion.** Rows that `generate` duplicates (`num_return_sequences`, beams) are prefilled as they come.
+    - **Beam search.** Each row's parent is a previous call's row whose tokens equal `input_ids[:, :-1]` (from the
+      same prompt when an attention mask is given); caches and masks are reordered with `batch_select_indices`.
+    - **Left padding.** The prompts' attention mask is used when set (its rows repeated to an expanded batch);
+      without one, the leading run of `pad_token_id` of each row is padding. Position ids are `cumsum(mask) - 1`.
+    - **New generation.** A call whose batch size differs, whose length is not the previous one plus one, whose rows
+      do not extend the previous rows, or whose streams differ, starts over with a fresh prefill.
+
+    Args:
+        pad_token_id: token treated as left padding when no attention mask is set.
+        attention_mask: `(batch_size, prompt_length)` mask of the prompts of the next `generate` call.
+    """
+
+    def __init__(self, pad_token_id: int | None = None, attention_mask: torch.Tensor | None = None):
+        self.pad_token_id = pad_token_id
+        self.attention_mask = attention_mask
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop the caches; the next call prefills its whole `input_ids`."""
+        self._streams: tuple[Stream, ...] = ()
+        self._input_ids: torch.LongTensor | None = None  # (rows, length) seen at the previous call
+        self._mask: torch.LongTensor | None = None  # (rows, length) attention mask of those tokens
+        self._group_size = 1  # rows that `generate` made from one prompt (beams, returned sequences)
+        self._caches: list[DynamicCache] = []
+
+    def __call__(self, streams: list[Stream], input_ids: torch.LongTensor, device: torch.device) -> list[torch.Tensor]:
+        """Next-token logits `(batch_size, vocab_size_i)` of each stream after `input_ids` `(batch_size, length)`."""
+        for model in {id(s.model): s.model for s in streams}.values():  # outside inference mode: params stay trainable
+            if model.device != device and getattr(model, "hf_device_map", None) is None:
+                model.to(device)
+        with torch.inference_mode():
+            parents = self._parents(input_ids) if tuple(streams) == self._streams else None
+            if parents is None:
+                mask = self._prompt_attention_mask(input_ids)
+                position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+                new_tokens = input_ids
+                self._streams = tuple(streams)
+                self._caches = [DynamicCache(config=stream.model.config) for stream in streams]
+            else:
+                if not torch.equal(parents, torch.arange(len(parents), device=parents.device)):
+                    for cache in self._caches:
+                        cache.batch_select_indices(parents)
+                    self._mask = self._mask[parents]
+                position_ids = self._mask.sum(-1, keepdim=True)
+                mask = torch.cat([self._mask, self._mask.new_ones((len(input_ids), 1))], dim=-1)
+                new_tokens = input_ids[:, -1:]
+            self._input_ids, self._mask = input_ids.clone(), mask
+
+            logits = []
+            for stream, cache in zip(streams, self._caches):
+                inputs = {"input_ids": new_tokens, "attention_mask": mask, "position_ids": position_ids}
+                inputs = {name: tensor.to(stream.model.device) for name, tensor in inputs.items()}
+                with adapter_disabled(stream.model) if stream.base_only else nullcontext():
+                    outputs = stream.model(**inputs, **{stream.cache_kwarg(): cache}, use_cache=True, logits_to_keep=1)
+                logits.append(outputs.logits[:, -1].to(device))
+        return [tensor.clone() for tensor in logits]  # ordinary tensors again, for the processors that follow
+
+    def _parents(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
+        """For each row of `input_ids`, the index of the previous call's row that it extends by one token, or `None`
+        if `input_ids` does not continue the previous call (a new generation)."""
+        previous = self._input_ids
+        if previous is None or input_ids.shape != (previous.shape[0], previous.shape[1] + 1):
+            return None
+        prefix = input_ids[:, :-1]
+        if torch.equal(prefix, previous):
+            return torch.arange(len(prefix), device=prefix.device)
+        # Any earlier row with the same tokens has the same state, except that with a given mask two prompts can share
+        # tokens but not padding: then the parent must come from the row's own group (`generate` keeps the rows it
+        # makes from one prompt together). Without a mask, padding follows from the tokens.
+        same = (prefix[:, None] == previous[None]).all(-1)
+        groups = torch.arange(len(prefix), device=prefix.device) // self._group_size
+        same &= groups[:, None] == groups[None]
+        if not same.any(-1).all():
+            return None
+        return same.int().argmax(-1)
+
+    def _prompt_attention_mask(self, input_ids: torch.LongTensor) -> torch.LongTensor:
+        """Attention mask of shape `(batch_size, prompt_length)` for the prompts in `input_ids`."""
+        if self.attention_mask is not None:
+            mask = self.attention_mask.to(input_ids.device).long()
+            if mask.shape[-1] > input_ids.shape[-1] or len(input_ids) % len(mask):
+                raise ValueError(
+                    f"The attention mask has shape {tuple(mask.shape)}, which does not fit prompts of shape "
+                    f"{tuple(input_ids.shape)}: call `set_attention_mask` with the mask of this `generate` call."
+                )
+            self._group_size = len(input_ids) // len(mask)
+            generated = input_ids.shape[-1] - mask.shape[-1]  # tokens generated before a reset (`set_betas`)
+            mask = torch.nn.functional.pad(mask, (0, generated), value=1)
+            return mask.repeat_interleave(self._group_size, dim=0)
+        self._group_size = len(input_ids)
+        if self.pad_token_id is None:
+            return torch.ones_like(input_ids)
+        return ((input_ids != self.pad_token_id).cumsum(-1) > 0).long()
