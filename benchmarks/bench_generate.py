@@ -35,11 +35,13 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache, LogitsProcessorList
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference_guidance import ReferenceGuidanceProcessor  # noqa: E402
 
 from tfpo_hf.logits_process import DoctorLogitsProcessor  # noqa: E402
 from tfpo_hf.modeling import truncated_causal_lm  # noqa: E402
+
 
 PROMPTS = [
     "Give me three tips for a good night's sleep.",
@@ -57,8 +59,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny random models instead of SmolLM2 (smoke run)")
     parser.add_argument("--patient", default=None, help="local model folder instead of the embedded SmolLM2")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="with --patient: random weights of that architecture (same cost, nothing to load)")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="with --patient: random weights of that architecture (same cost, nothing to load)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 weights (default float32)")
@@ -67,8 +72,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reference-tokens", type=int, default=8, help="new tokens for the no-cache reference")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--beta", type=float, default=0.5)
-    parser.add_argument("--fused-batch-sizes", type=int, nargs="*", default=[1, 4, 16],
-                        help="batch sizes of the fused-path table (GuidedModel against the processor); none skips it")
+    parser.add_argument(
+        "--fused-batch-sizes",
+        type=int,
+        nargs="*",
+        default=[1, 4, 16],
+        help="batch sizes of the fused-path table (GuidedModel against the processor); none skips it",
+    )
     return parser.parse_args()
 
 
@@ -93,7 +103,7 @@ def load_models(args, dtype):
         else:
             patient = AutoModelForCausalLM.from_pretrained(args.patient, dtype=dtype).eval()
     else:
-        from tfpo_hf.defaults import load_default_patient
+        from tfpo_hf.embedded_patient import load_default_patient
 
         patient, tokenizer = load_default_patient(dtype=dtype)
     tokenizer.padding_side = "left"
@@ -178,19 +188,24 @@ def fused_table(args, patient, tokenizer, lora_doctor, device) -> None:
     from tfpo_hf.fused import GuidedModel
 
     guided = GuidedModel(copy.deepcopy(patient), lora_doctor, betas=args.beta)
-    print(f"\nfused path (GuidedModel: patient + LoRA doctor in one forward) vs the processor, same doctor, "
-          f"ratio guidance against the patient, beta {args.beta}, {args.max_new_tokens} new tokens")
-    header = (f"{'batch':>5s} {'plain s':>8s} {'processor s':>12s} {'fused s':>8s} {'processor x':>12s} "
-              f"{'fused x':>8s} {'tokens differing':>17s} {'KV cache MB plain / fused':>26s}")
+    print(
+        f"\nfused path (GuidedModel: patient + LoRA doctor in one forward) vs the processor, same doctor, "
+        f"ratio guidance against the patient, beta {args.beta}, {args.max_new_tokens} new tokens"
+    )
+    header = (
+        f"{'batch':>5s} {'plain s':>8s} {'processor s':>12s} {'fused s':>8s} {'processor x':>12s} "
+        f"{'fused x':>8s} {'tokens differing':>17s} {'KV cache MB plain / fused':>26s}"
+    )
     print(header)
     print("-" * len(header))
     for batch_size in args.fused_batch_sizes:
         inputs = encode_prompts(tokenizer, batch_size, device)
-        processor = DoctorLogitsProcessor(lora_doctor, betas=args.beta, references="patient",
-                                          attention_mask=inputs["attention_mask"])
+        processor = DoctorLogitsProcessor(
+            lora_doctor, betas=args.beta, references="patient", attention_mask=inputs["attention_mask"]
+        )
         runs = {"plain": (patient, None), "processor": (patient, processor), "fused": (guided, None)}
         times, tokens = {name: [] for name in runs}, {name: [] for name in runs}
-        for name, (model, proc) in runs.items():  # warm-up
+        for model, proc in runs.values():  # warm-up
             time_generate(model, inputs, proc, 2, device)
         for _ in range(args.repeats):
             for name, (model, proc) in runs.items():
@@ -199,9 +214,11 @@ def fused_table(args, patient, tokenizer, lora_doctor, device) -> None:
         differing = (tokens["fused"][0] != tokens["processor"][0]).float().mean().item()
         length = inputs["input_ids"].shape[1] + args.max_new_tokens
         cache = kv_cache_megabytes(patient, batch_size, length)
-        print(f"{batch_size:5d} {plain:8.3f} {min(times['processor']):12.3f} {min(times['fused']):8.3f} "
-              f"{min(times['processor']) / plain:12.2f} {min(times['fused']) / plain:8.2f} {differing:17.1%} "
-              f"{cache:12.1f} / {2 * cache:.1f}")
+        print(
+            f"{batch_size:5d} {plain:8.3f} {min(times['processor']):12.3f} {min(times['fused']):8.3f} "
+            f"{min(times['processor']) / plain:12.2f} {min(times['fused']) / plain:8.2f} {differing:17.1%} "
+            f"{cache:12.1f} / {2 * cache:.1f}"
+        )
 
 
 def main() -> None:
@@ -226,14 +243,15 @@ def main() -> None:
         variants[f"guided, doctor {name}"] = (processor, args.max_new_tokens)
     lora_doctor = lora_copy(patient)
     for reference_kind in ("patient", "base"):
-        processor = DoctorLogitsProcessor(lora_doctor, betas=args.beta, tokenizer=tokenizer, attention_mask=mask,
-                                          references=reference_kind)
+        processor = DoctorLogitsProcessor(
+            lora_doctor, betas=args.beta, tokenizer=tokenizer, attention_mask=mask, references=reference_kind
+        )
         variants[f"ratio, LoRA doctor, reference {reference_kind}"] = (processor, args.max_new_tokens)
     reference = ReferenceGuidanceProcessor([doctors["same size"]], [args.beta], attention_mask=mask)
     variants["no-cache reference, doctor same size"] = (reference, args.reference_tokens)
 
     times = {name: [] for name in variants}
-    for name, (processor, new_tokens) in variants.items():  # warm-up
+    for processor, new_tokens in variants.values():  # warm-up
         time_generate(patient, inputs, processor, min(new_tokens, 4), device)
     for _ in range(args.repeats):
         for name, (processor, new_tokens) in variants.items():

@@ -28,8 +28,9 @@ import torch
 from datasets import Dataset, disable_progress_bars
 
 from tfpo_hf.config import TokenRewardConfig
-from tfpo_hf.data import format_completion, tokenize_completion, tokenize_prompt
+from tfpo_hf.preference_data import format_completion, tokenize_completion, tokenize_prompt
 from tfpo_hf.rewards import TokenRewardScorer, reward_statistics
+
 
 SENTENCES = [
     "The river bends sharply just before it reaches the old stone bridge.",
@@ -90,7 +91,11 @@ def synthetic_dataset(n: int, seed: int = 0) -> Dataset:
         chosen = " ".join(rng.sample(SENTENCES, rng.randint(2, 7)))
         rejected = " ".join(rng.sample(SENTENCES, rng.randint(1, 3)))
         rows.append(
-            {"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}], "rejected": [{"role": "assistant", "content": rejected}]}
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+            }
         )
     return Dataset.from_list(rows)
 
@@ -106,7 +111,7 @@ def plain_forward(patient, sequences: list[list[int]], batch_size: int, pad_id: 
         for row, ids in enumerate(chunk):
             input_ids[row, : len(ids)] = torch.tensor(ids)
             attention_mask[row, : len(ids)] = 1
-        patient(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        patient(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
 
 
 def timed(function) -> float:
@@ -137,7 +142,7 @@ def main() -> None:
 
         patient, tokenizer, name = tiny_causal_lm(hidden_size=64).to(dtype), tiny_tokenizer(), "tiny random Llama"
     else:
-        from tfpo_hf.defaults import load_default_patient
+        from tfpo_hf.embedded_patient import load_default_patient
 
         patient, tokenizer = load_default_patient(dtype=dtype)
         name = "SmolLM2-135M-Instruct"
@@ -161,12 +166,15 @@ def main() -> None:
     times: dict[str, list[float]] = {"score_dataset": [], "plain forward": []}
     scored = None
     for repeat in range(args.repeats):
+
         def run_scorer():
             nonlocal scored
             scored = scorer.score_dataset(dataset)
 
-        variants = [("plain forward", lambda: plain_forward(patient, sequences, args.batch_size, pad_id)),
-                    ("score_dataset", run_scorer)]
+        variants = [
+            ("plain forward", lambda: plain_forward(patient, sequences, args.batch_size, pad_id)),
+            ("score_dataset", run_scorer),
+        ]
         if repeat % 2:
             variants.reverse()
         for variant, function in variants:
@@ -182,7 +190,9 @@ def main() -> None:
     print(f"{'variant':<16}{'min s':>9}{'median s':>10}{'tok/s (best)':>14}{'tok/s (median)':>16}")
     for variant, values in times.items():
         best, median = min(values), statistics.median(values)
-        print(f"{variant:<16}{best:>9.3f}{median:>10.3f}{response_tokens / best:>14.1f}{response_tokens / median:>16.1f}")
+        print(
+            f"{variant:<16}{best:>9.3f}{median:>10.3f}{response_tokens / best:>14.1f}{response_tokens / median:>16.1f}"
+        )
     ratio_best = min(times["plain forward"]) / min(times["score_dataset"])
     ratio_median = statistics.median(times["plain forward"]) / statistics.median(times["score_dataset"])
     print(

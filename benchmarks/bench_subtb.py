@@ -20,6 +20,7 @@ import torch
 
 from tfpo_hf.losses import subtrajectory_balance_loss
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from reference_losses import subtrajectory_balance_loss_reference  # noqa: E402
 
@@ -66,8 +67,13 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--repeats", type=int, default=200, help="closed-form runs per shape")
     parser.add_argument("--reference-repeats", type=int, default=1, help="reference runs per shape")
-    parser.add_argument("--skip-reference-above", type=int, default=None, metavar="T",
-                        help="time only the closed form when T is above this")
+    parser.add_argument(
+        "--skip-reference-above",
+        type=int,
+        default=None,
+        metavar="T",
+        help="time only the closed form when T is above this",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -80,23 +86,29 @@ def main() -> None:
         lengths = inputs[2].sum(1).tolist()
         print(f"\nB={batch_size} T={num_steps} lengths={lengths}")
         closed_min, closed_median, closed_result = time_repeats(subtrajectory_balance_loss, inputs, args.repeats)
-        print(f"  closed form: min {format_seconds(closed_min)}, median {format_seconds(closed_median)}"
-              f" over {args.repeats} runs")
+        print(
+            f"  closed form: min {format_seconds(closed_min)}, median {format_seconds(closed_median)}"
+            f" over {args.repeats} runs"
+        )
         if args.skip_reference_above is not None and num_steps > args.skip_reference_above:
             print("  reference: skipped (--skip-reference-above)")
             continue
         reference_min, reference_median, reference_result = time_repeats(
             subtrajectory_balance_loss_reference, inputs, args.reference_repeats
         )
-        print(f"  reference:   min {format_seconds(reference_min)}, median {format_seconds(reference_median)}"
-              f" over {args.reference_repeats} run(s)")
+        print(
+            f"  reference:   min {format_seconds(reference_min)}, median {format_seconds(reference_median)}"
+            f" over {args.reference_repeats} run(s)"
+        )
         print(f"  speed ratio (min / min): {reference_min / closed_min:,.0f}x")
         loss_diff, logprobs_grad_diff, log_flows_grad_diff = (
             (closed - reference).abs().max().item() for closed, reference in zip(closed_result, reference_result)
         )
-        print(f"  loss {closed_result[0].item():.6f} vs {reference_result[0].item():.6f}; max abs diff:"
-              f" loss {loss_diff:.2e}, grad logprobs {logprobs_grad_diff:.2e}, grad log_flows {log_flows_grad_diff:.2e}"
-              f" (max abs grads {reference_result[1].abs().max().item():.2e}, {reference_result[2].abs().max().item():.2e})")
+        print(
+            f"  loss {closed_result[0].item():.6f} vs {reference_result[0].item():.6f}; max abs diff:"
+            f" loss {loss_diff:.2e}, grad logprobs {logprobs_grad_diff:.2e}, grad log_flows {log_flows_grad_diff:.2e}"
+            f" (max abs grads {reference_result[1].abs().max().item():.2e}, {reference_result[2].abs().max().item():.2e})"
+        )
 
 
 if __name__ == "__main__":

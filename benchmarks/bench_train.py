@@ -26,6 +26,7 @@ from datasets import Dataset
 from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer
 from tfpo_hf.modeling import truncated_causal_lm
 
+
 WORDS = (
     "the a river light morning quiet garden stone friendly clear answer question simple careful detailed "
     "warm cold help explain because often never always small large city history music science water"
@@ -59,7 +60,11 @@ def load_model_and_tokenizer(args: argparse.Namespace):
         from tfpo_hf.testing import random_causal_lm_like
 
         tokenizer = AutoTokenizer.from_pretrained(args.patient)
-        patient = random_causal_lm_like(args.patient) if args.random_weights else AutoModelForCausalLM.from_pretrained(args.patient)
+        patient = (
+            random_causal_lm_like(args.patient)
+            if args.random_weights
+            else AutoModelForCausalLM.from_pretrained(args.patient)
+        )
         return truncated_causal_lm(patient, args.layers), tokenizer
     from tfpo_hf import load_default_patient
 
@@ -76,15 +81,24 @@ def scored_copy(pairs: Dataset, model, tokenizer, max_length: int) -> Dataset:
 
 def count_tokens(scored: Dataset) -> int:
     return sum(
-        2 * len(p) + len(c) + len(r) for p, c, r in zip(scored["prompt_ids"], scored["chosen_ids"], scored["rejected_ids"])
+        2 * len(p) + len(c) + len(r)
+        for p, c, r in zip(scored["prompt_ids"], scored["chosen_ids"], scored["rejected_ids"])
     )
 
 
 def time_tfpo(model, tokenizer, scored: Dataset, args: argparse.Namespace, output_dir: str) -> float:
     config = TFPOConfig(
-        output_dir, max_length=args.max_length, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-        report_to="none", use_cpu=args.device == "cpu", save_strategy="no", logging_steps=1000, disable_tqdm=True,
-        learning_rate=1e-5, bf16=args.bf16,
+        output_dir,
+        max_length=args.max_length,
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        report_to="none",
+        use_cpu=args.device == "cpu",
+        save_strategy="no",
+        logging_steps=1000,
+        disable_tqdm=True,
+        learning_rate=1e-5,
+        bf16=args.bf16,
     )
     doctor = DoctorModel(copy.deepcopy(model))
     start = time.perf_counter()
@@ -97,9 +111,18 @@ def time_dpo(model, tokenizer, pairs: Dataset, args: argparse.Namespace, output_
     from trl import DPOConfig, DPOTrainer
 
     config = DPOConfig(
-        output_dir, max_length=args.max_length, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-        report_to="none", use_cpu=args.device == "cpu", save_strategy="no", logging_steps=1000, disable_tqdm=True,
-        learning_rate=1e-5, gradient_checkpointing=False, bf16=args.bf16,
+        output_dir,
+        max_length=args.max_length,
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        report_to="none",
+        use_cpu=args.device == "cpu",
+        save_strategy="no",
+        logging_steps=1000,
+        disable_tqdm=True,
+        learning_rate=1e-5,
+        gradient_checkpointing=False,
+        bf16=args.bf16,
     )
     policy, reference = copy.deepcopy(model), copy.deepcopy(model).eval()
     start = time.perf_counter()
@@ -129,9 +152,11 @@ def main() -> None:
     pairs = Dataset.from_list(make_pairs(args.pairs, seed=0))
     scored = scored_copy(pairs, model, tokenizer, args.max_length)
     tokens = count_tokens(scored)
-    print(f"model: {args.model} ({args.layers} layers, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
-          f"{args.pairs} pairs, batch {args.batch_size}, {tokens} tokens per epoch, device {args.device}, "
-          f"{'bf16' if args.bf16 else 'fp32'}, {args.threads} threads")
+    print(
+        f"model: {args.model} ({args.layers} layers, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
+        f"{args.pairs} pairs, batch {args.batch_size}, {tokens} tokens per epoch, device {args.device}, "
+        f"{'bf16' if args.bf16 else 'fp32'}, {args.threads} threads"
+    )
 
     timings = {"TFPOTrainer": [], "DPOTrainer": []}
     with tempfile.TemporaryDirectory() as output_dir:
@@ -139,8 +164,10 @@ def main() -> None:
             timings["TFPOTrainer"].append(time_tfpo(model, tokenizer, scored, args, output_dir))
             timings["DPOTrainer"].append(time_dpo(model, tokenizer, pairs, args, output_dir))
     for name, seconds in timings.items():
-        print(f"{name:12s} tokens/s: best {tokens / min(seconds):8.0f}   median {tokens / statistics.median(seconds):8.0f}"
-              f"   (epoch seconds: {', '.join(f'{s:.2f}' for s in seconds)})")
+        print(
+            f"{name:12s} tokens/s: best {tokens / min(seconds):8.0f}   median {tokens / statistics.median(seconds):8.0f}"
+            f"   (epoch seconds: {', '.join(f'{s:.2f}' for s in seconds)})"
+        )
     ratio_best = min(timings["DPOTrainer"]) / min(timings["TFPOTrainer"])
     ratio_median = statistics.median(timings["DPOTrainer"]) / statistics.median(timings["TFPOTrainer"])
     print(f"TFPO / DPO throughput ratio: best {ratio_best:.2f}, median {ratio_median:.2f} (target: >= 1.0)")

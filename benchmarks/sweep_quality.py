@@ -22,8 +22,8 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from tfpo_hf.defaults import DTYPES, load_default_patient
-from tfpo_hf.demo import (
+from tfpo_hf.baselines import TrajectoryBTTrainer
+from tfpo_hf.demo.pipeline import (
     DemoArguments,
     DoctorRun,
     Method,
@@ -35,8 +35,8 @@ from tfpo_hf.demo import (
     train_doctor,
     train_dpo,
 )
+from tfpo_hf.embedded_patient import DTYPES, load_default_patient
 from tfpo_hf.evaluation import evaluate_methods, get_judge, patient_generate_fn
-from tfpo_hf.evaluation.baselines import TrajectoryBTTrainer
 from tfpo_hf.trainer import TFPOTrainer
 
 
@@ -58,9 +58,12 @@ def print_rows(rows: list[dict], log: Path) -> None:
     with log.open("a") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-            print(f"{row['setting']:58s} beta={row['beta']!s:5s} score {row['score']:+.3f} "
-                  f"[{row['score_low']:+.2f},{row['score_high']:+.2f}] win {row['win']:.2f} "
-                  f"[{row['win_low']:.2f},{row['win_high']:.2f}] distinct-2 x{row['distinct_2_ratio']:.2f}", flush=True)
+            print(
+                f"{row['setting']:58s} beta={row['beta']!s:5s} score {row['score']:+.3f} "
+                f"[{row['score_low']:+.2f},{row['score_high']:+.2f}] win {row['win']:.2f} "
+                f"[{row['win_low']:.2f},{row['win_high']:.2f}] distinct-2 x{row['distinct_2_ratio']:.2f}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -72,21 +75,42 @@ def main() -> None:
     patient, tokenizer = load_default_patient(dtype=DTYPES[demo_args.dtype])
     pair_prompts, validation_prompts, _ = split_prompts(demo_args)  # the evaluation prompts stay unseen
     pairs, stats = build_preference_pairs(patient, tokenizer, pair_prompts, judge, demo_args)
-    print(f"{stats['pairs']} pairs; validation: {len(validation_prompts)} prompts x seeds {demo_args.seeds}", flush=True)
-    sampling = dict(do_sample=True, temperature=demo_args.temperature, top_p=demo_args.top_p,
-                    max_new_tokens=demo_args.max_new_tokens)
-    unguided = Method("patient (sampling)", memoized(patient_generate_fn(patient, tokenizer, batch_size=8, **sampling)))
+    print(
+        f"{stats['pairs']} pairs; validation: {len(validation_prompts)} prompts x seeds {demo_args.seeds}", flush=True
+    )
+    sampling = dict(
+        do_sample=True,
+        temperature=demo_args.temperature,
+        top_p=demo_args.top_p,
+        max_new_tokens=demo_args.max_new_tokens,
+    )
+    unguided = Method(
+        "patient (sampling)", memoized(patient_generate_fn(patient, tokenizer, batch_size=8, **sampling))
+    )
 
     def evaluate(setting: str, methods: list[Method], elapsed: float) -> None:
         results = evaluate_methods([unguided] + methods, validation_prompts, judge, unguided.name, demo_args.seeds)
         base = results[0]
-        print_rows([
-            {"setting": setting, "beta": r.beta, "score": r.mean_score, "score_low": r.score_interval[0],
-             "score_high": r.score_interval[1], "win": r.win_rate, "win_low": r.win_rate_interval[0],
-             "win_high": r.win_rate_interval[1], "distinct_2": r.distinct_2,
-             "distinct_2_ratio": r.distinct_2 / base.distinct_2, "train_seconds": elapsed, "scores": r.scores}
-            for r in results
-        ], log)
+        print_rows(
+            [
+                {
+                    "setting": setting,
+                    "beta": r.beta,
+                    "score": r.mean_score,
+                    "score_low": r.score_interval[0],
+                    "score_high": r.score_interval[1],
+                    "win": r.win_rate,
+                    "win_low": r.win_rate_interval[0],
+                    "win_high": r.win_rate_interval[1],
+                    "distinct_2": r.distinct_2,
+                    "distinct_2_ratio": r.distinct_2 / base.distinct_2,
+                    "train_seconds": elapsed,
+                    "scores": r.scores,
+                }
+                for r in results
+            ],
+            log,
+        )
 
     grid = itertools.product(sweep.thetas, sweep.learning_rates, sweep.lambda_values, sweep.flow_references)
     for theta, learning_rate, lambda_value, flow_reference in grid:
@@ -96,22 +120,32 @@ def main() -> None:
         clock = time.perf_counter()
         doctor = train_doctor(run, patient, scored, tokenizer, args, output_dir, {}, {})
         setting = f"TFPO ref={flow_reference} lr={learning_rate:g} theta={theta:g} lambda={lambda_value:g}"
-        evaluate(setting, [guided_method(f"beta={b:g}", doctor, b, patient, tokenizer, sampling) for b in args.betas],
-                 time.perf_counter() - clock)
+        evaluate(
+            setting,
+            [guided_method(f"beta={b:g}", doctor, b, patient, tokenizer, sampling) for b in args.betas],
+            time.perf_counter() - clock,
+        )
     for learning_rate in sweep.genarm_learning_rates:
         args = replace(demo_args, learning_rate=learning_rate)
         clock = time.perf_counter()
         scored, _ = score_pairs(patient, tokenizer, pairs, args, output_dir)
         run = DoctorRun("GenARM-style", "sweep_genarm", TrajectoryBTTrainer)
         doctor = train_doctor(run, patient, scored, tokenizer, args, output_dir, {}, {})
-        evaluate(f"GenARM-style lr={learning_rate:g}", [
-            guided_method(f"beta={b:g}", doctor, b, patient, tokenizer, sampling) for b in args.betas
-        ], time.perf_counter() - clock)
+        evaluate(
+            f"GenARM-style lr={learning_rate:g}",
+            [guided_method(f"beta={b:g}", doctor, b, patient, tokenizer, sampling) for b in args.betas],
+            time.perf_counter() - clock,
+        )
     for learning_rate in sweep.dpo_learning_rates:
         clock = time.perf_counter()
-        model, _ = train_dpo(patient, tokenizer, pairs, output_dir / "runs" / "dpo", replace(demo_args, learning_rate=learning_rate))
-        evaluate(f"DPO lr={learning_rate:g}", [Method("DPO", patient_generate_fn(model, tokenizer, batch_size=8, **sampling))],
-                 time.perf_counter() - clock)
+        model, _ = train_dpo(
+            patient, tokenizer, pairs, output_dir / "runs" / "dpo", replace(demo_args, learning_rate=learning_rate)
+        )
+        evaluate(
+            f"DPO lr={learning_rate:g}",
+            [Method("DPO", patient_generate_fn(model, tokenizer, batch_size=8, **sampling))],
+            time.perf_counter() - clock,
+        )
     print(json.dumps(asdict(demo_args)))
 
 

@@ -22,17 +22,23 @@ from transformers import LogitsProcessorList, set_seed
 from trl import TrlParser
 
 from tfpo_hf import DoctorLogitsProcessor
-from tfpo_hf.defaults import DTYPES, load_patient
+from tfpo_hf.embedded_patient import DTYPES, load_patient
+
+
 DEFAULT_PROMPTS = [
     "Describe a rainy afternoon in two sentences.",
     "What do you think of people who are late?",
-    "Continue this movie review: \"The plot was slow, but",
+    'Continue this movie review: "The plot was slow, but',
 ]
 
 
 @dataclass
 class GuidedGenerateArguments:
-    doctor: list[str] = field(metadata={"help": "Doctor path(s) or Hub id(s), space-separated after one flag (a repeated flag keeps only its last values)."})
+    doctor: list[str] = field(
+        metadata={
+            "help": "Doctor path(s) or Hub id(s), space-separated after one flag (a repeated flag keeps only its last values)."
+        }
+    )
     patient: str | None = field(
         default=None, metadata={"help": "Patient Hub id or path; omitted: the embedded SmolLM2-135M-Instruct."}
     )
@@ -73,11 +79,14 @@ def main(args: GuidedGenerateArguments) -> list[tuple[str, str, str]]:
     inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
     betas = args.beta if len(args.beta) > 1 else (args.beta[0] if args.beta else None)
-    guide = DoctorLogitsProcessor(args.doctor, betas=betas, alpha=args.alpha, tokenizer=tokenizer, dtype=DTYPES[args.dtype])
+    guide = DoctorLogitsProcessor(
+        args.doctor, betas=betas, alpha=args.alpha, tokenizer=tokenizer, dtype=DTYPES[args.dtype]
+    )
     guide.set_attention_mask(inputs["attention_mask"])  # the mask of this batch (prompts may start with the pad id)
 
-    generate_kwargs = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
-                           pad_token_id=tokenizer.pad_token_id)
+    generate_kwargs = dict(
+        max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, pad_token_id=tokenizer.pad_token_id
+    )
     if args.do_sample:
         generate_kwargs.update(temperature=args.temperature, top_p=args.top_p)
     prompt_length = inputs["input_ids"].shape[1]

@@ -41,8 +41,9 @@ from pathlib import Path
 from trl import TrlParser
 
 from tfpo_hf import DoctorLogitsProcessor
-from tfpo_hf.defaults import load_patient
+from tfpo_hf.embedded_patient import load_patient
 from tfpo_hf.evaluation import get_judge, patient_generate_fn
+
 
 DEFAULT_PROMPTS = [
     "How do I get better at public speaking?",
@@ -94,8 +95,7 @@ def keyword_judge(keywords: list[str]):
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both objectives (higher is better), by objective 1."""
     front = [
-        i for i, (a, b) in enumerate(points)
-        if not any(c >= a and d >= b and (c, d) != (a, b) for c, d in points)
+        i for i, (a, b) in enumerate(points) if not any(c >= a and d >= b and (c, d) != (a, b) for c, d in points)
     ]
     return sorted(front, key=lambda i: points[i][0])
 
@@ -111,9 +111,16 @@ def plot(records: list[dict], names: list[str], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6, 5))
     axes.scatter(*zip(*points), color="tab:blue")
     for record, (x, y) in zip(records, points):
-        axes.annotate(f"({record['beta_1']:g}, {record['beta_2']:g})", (x, y), fontsize=8,
-                      textcoords="offset points", xytext=(4, 4))
-    axes.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:red", label="Pareto front")
+        axes.annotate(
+            f"({record['beta_1']:g}, {record['beta_2']:g})",
+            (x, y),
+            fontsize=8,
+            textcoords="offset points",
+            xytext=(4, 4),
+        )
+    axes.plot(
+        [points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:red", label="Pareto front"
+    )
     axes.set_xlabel(f"{names[0]} score (objective 1)")
     axes.set_ylabel(f"{names[1]} score (objective 2)")
     axes.set_title("Two doctors: trade-off over (beta_1, beta_2)")
@@ -135,20 +142,27 @@ def main(args: MultiObjectiveArguments) -> list[dict]:
     # attention mask to it through `set_attention_mask`.
     guide = DoctorLogitsProcessor(args.doctor, betas=0.0, alpha=args.alpha, tokenizer=tokenizer)
     sampling = dict(do_sample=True, temperature=args.temperature) if args.do_sample else dict(do_sample=False)
-    generate = patient_generate_fn(patient, tokenizer, processor_factory=lambda: guide,
-                                   max_new_tokens=args.max_new_tokens, **sampling)
+    generate = patient_generate_fn(
+        patient, tokenizer, processor_factory=lambda: guide, max_new_tokens=args.max_new_tokens, **sampling
+    )
 
     records = []
     for beta_1, beta_2 in itertools.product(args.betas, repeat=2):
         guide.set_betas([beta_1, beta_2])
         texts = generate(prompts, args.seed)
         scores = [[judge(text) for text in texts] for judge in judges]
-        record = {"beta_1": beta_1, "beta_2": beta_2,
-                  "score_1": sum(scores[0]) / len(texts), "score_2": sum(scores[1]) / len(texts),
-                  "texts": texts}
+        record = {
+            "beta_1": beta_1,
+            "beta_2": beta_2,
+            "score_1": sum(scores[0]) / len(texts),
+            "score_2": sum(scores[1]) / len(texts),
+            "texts": texts,
+        }
         records.append(record)
-        print(f"beta=({beta_1:g}, {beta_2:g})  {args.names[0]}={record['score_1']:+.3f}  "
-              f"{args.names[1]}={record['score_2']:+.3f}")
+        print(
+            f"beta=({beta_1:g}, {beta_2:g})  {args.names[0]}={record['score_1']:+.3f}  "
+            f"{args.names[1]}={record['score_2']:+.3f}"
+        )
 
     front = pareto_front([(r["score_1"], r["score_2"]) for r in records])
     output_dir = Path(args.output_dir)

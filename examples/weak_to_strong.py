@@ -37,8 +37,10 @@ from transformers import LogitsProcessorList, set_seed
 from trl import TrlParser
 
 from tfpo_hf import DoctorLogitsProcessor
-from tfpo_hf.defaults import DTYPES, load_patient
+from tfpo_hf.embedded_patient import DTYPES, load_patient
 from tfpo_hf.modeling import truncated_causal_lm
+
+
 DEFAULT_PROMPTS = ["Describe a sunrise in one sentence.", "Give me one tip for learning to cook."]
 
 
@@ -59,8 +61,10 @@ class WeakToStrongArguments:
     alpha: float | None = field(default=None, metadata={"help": "Patient weight; omitted: the recorded one (1)."})
     reference: str = field(
         default="initial",
-        metadata={"help": "Reference of a saved doctor: `initial` (the weights it started from), a path or Hub id, or "
-                  "`none` (mix it in without one)."},
+        metadata={
+            "help": "Reference of a saved doctor: `initial` (the weights it started from), a path or Hub id, or "
+            "`none` (mix it in without one)."
+        },
     )
     max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per prompt."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
@@ -80,15 +84,20 @@ def main(args: WeakToStrongArguments) -> dict:
         doctor = truncated_causal_lm(patient, args.doctor_layers)
         doctor_name = f"first {args.doctor_layers} layers of the patient (untrained)"
         reference = "none"
-    guide = DoctorLogitsProcessor(doctor, betas=args.beta, alpha=args.alpha, references=reference, tokenizer=tokenizer,
-                                  dtype=dtype)
-    print(f"patient: {parameter_count(patient):,} parameters; doctor ({doctor_name}): "
-          f"{parameter_count(guide.doctors[0]):,} parameters")
+    guide = DoctorLogitsProcessor(
+        doctor, betas=args.beta, alpha=args.alpha, references=reference, tokenizer=tokenizer, dtype=dtype
+    )
+    print(
+        f"patient: {parameter_count(patient):,} parameters; doctor ({doctor_name}): "
+        f"{parameter_count(guide.doctors[0]):,} parameters"
+    )
 
     tokenizer.padding_side = "left"
     prompts = args.prompt or DEFAULT_PROMPTS
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in prompts]
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
     inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     guide.set_attention_mask(inputs["attention_mask"])
     prompt_length = inputs["input_ids"].shape[1]
@@ -98,15 +107,24 @@ def main(args: WeakToStrongArguments) -> dict:
         set_seed(args.seed)
         start = time.perf_counter()
         with torch.inference_mode():
-            generated = patient.generate(**inputs, logits_processor=processors, max_new_tokens=args.max_new_tokens,
-                                         do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            generated = patient.generate(
+                **inputs,
+                logits_processor=processors,
+                max_new_tokens=args.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         seconds = time.perf_counter() - start
         new_tokens = generated[:, prompt_length:]
         # Count the tokens up to and including each row's first EOS (the rest is padding generate() appends).
         finished = (new_tokens == tokenizer.eos_token_id).int().cumsum(-1)
         count = int(((finished == 0) | ((finished == 1) & (new_tokens == tokenizer.eos_token_id))).sum())
-        report[name] = {"texts": tokenizer.batch_decode(new_tokens, skip_special_tokens=True),
-                        "new_tokens": count, "seconds": seconds, "tokens_per_second": count / seconds}
+        report[name] = {
+            "texts": tokenizer.batch_decode(new_tokens, skip_special_tokens=True),
+            "new_tokens": count,
+            "seconds": seconds,
+            "tokens_per_second": count / seconds,
+        }
 
     for i, prompt in enumerate(prompts):
         print(f"\n>>> {prompt}")
@@ -114,10 +132,14 @@ def main(args: WeakToStrongArguments) -> dict:
             print(f"[{name}] {report[name]['texts'][i].strip()}")
     print()
     for name in ("unguided", "guided"):
-        print(f"{name:>9}: {report[name]['new_tokens']} tokens in {report[name]['seconds']:.2f} s = "
-              f"{report[name]['tokens_per_second']:.1f} tokens/s")
-    print(f"guided / unguided time per token: "
-          f"{report['unguided']['tokens_per_second'] / report['guided']['tokens_per_second']:.2f}x")
+        print(
+            f"{name:>9}: {report[name]['new_tokens']} tokens in {report[name]['seconds']:.2f} s = "
+            f"{report[name]['tokens_per_second']:.1f} tokens/s"
+        )
+    print(
+        f"guided / unguided time per token: "
+        f"{report['unguided']['tokens_per_second'] / report['guided']['tokens_per_second']:.2f}x"
+    )
     return report
 
 

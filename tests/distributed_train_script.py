@@ -9,10 +9,18 @@ from tfpo_fixtures import scored_dataset
 from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
+
 output_dir = sys.argv[1]
 args = TFPOConfig(
-    output_dir, max_steps=4, per_device_train_batch_size=2, logging_steps=2, report_to="none", use_cpu=True,
-    save_strategy="no", learning_rate=1e-3, disable_tqdm=True,
+    output_dir,
+    max_steps=4,
+    per_device_train_batch_size=2,
+    logging_steps=2,
+    report_to="none",
+    use_cpu=True,
+    save_strategy="no",
+    learning_rate=1e-3,
+    disable_tqdm=True,
 )
 trainer = TFPOTrainer(
     DoctorModel(tiny_causal_lm(seed=2)), args=args, train_dataset=scored_dataset(16), processing_class=tiny_tokenizer()

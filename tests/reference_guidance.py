@@ -30,8 +30,13 @@ def last_logits(model, input_ids: torch.LongTensor, attention_mask: torch.Tensor
     return outputs.logits[:, -1].float()
 
 
-def mix(patient_logits: torch.Tensor, doctor_logits: list[torch.Tensor], betas, alpha: float,
-        reference_logits: list | None = None) -> torch.Tensor:
+def mix(
+    patient_logits: torch.Tensor,
+    doctor_logits: list[torch.Tensor],
+    betas,
+    alpha: float,
+    reference_logits: list | None = None,
+) -> torch.Tensor:
     """`alpha * log_softmax(patient) + sum_i beta_i * [log_softmax(doctor_i) - log_softmax(reference_i)]`; a zero
     weight drops its model, columns a doctor does not have are `-inf`. `reference_logits[i]` is `None` (no
     reference), `"patient"`, or the reference's logits."""

@@ -5,11 +5,22 @@ import torch
 
 from tfpo_hf import TokenRewardCollator
 
+
 FEATURES = [
-    {"prompt_ids": [5, 6, 7], "chosen_ids": [10, 11], "chosen_token_rewards": [0.5, 0.0],
-     "rejected_ids": [20, 21, 22], "rejected_token_rewards": [-0.1, -0.2, -0.3]},
-    {"prompt_ids": [8], "chosen_ids": [12, 13, 14, 15], "chosen_token_rewards": [0.1, 0.2, 0.3, 0.4],
-     "rejected_ids": [23], "rejected_token_rewards": [-0.9]},
+    {
+        "prompt_ids": [5, 6, 7],
+        "chosen_ids": [10, 11],
+        "chosen_token_rewards": [0.5, 0.0],
+        "rejected_ids": [20, 21, 22],
+        "rejected_token_rewards": [-0.1, -0.2, -0.3],
+    },
+    {
+        "prompt_ids": [8],
+        "chosen_ids": [12, 13, 14, 15],
+        "chosen_token_rewards": [0.1, 0.2, 0.3, 0.4],
+        "rejected_ids": [23],
+        "rejected_token_rewards": [-0.9],
+    },
 ]
 
 
@@ -28,9 +39,7 @@ def test_prompts_left_padded_responses_right_padded_rewards_aligned():
         [0, 0, 1, 1, 0, 0, 0],
     ]
     assert batch["completion_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0]]
-    expected_rewards = torch.tensor(
-        [[0.5, 0.0, 0, 0], [0.1, 0.2, 0.3, 0.4], [-0.1, -0.2, -0.3, 0], [-0.9, 0, 0, 0]]
-    )
+    expected_rewards = torch.tensor([[0.5, 0.0, 0, 0], [0.1, 0.2, 0.3, 0.4], [-0.1, -0.2, -0.3, 0], [-0.9, 0, 0, 0]])
     assert torch.allclose(batch["token_rewards"], expected_rewards)
 
 

@@ -7,6 +7,7 @@ import pytest
 from tfpo_hf.cli import main
 from tfpo_hf.config import DEFAULT_GUIDANCE_BETA
 
+
 DOCTOR = f"LLMdoctor beta={DEFAULT_GUIDANCE_BETA:g}"
 
 
@@ -36,6 +37,11 @@ def test_quick_demo_writes_report_files_with_numbers(tmp_path):
         low, high = method["score_interval"]
         assert low <= method["mean_score"] <= high
     report = (tmp_path / "report.md").read_text()
-    for heading in ("## Held-out evaluation", "## Head to head", "## Targets", "## Beta choice on the validation prompts"):
+    for heading in (
+        "## Held-out evaluation",
+        "## Head to head",
+        "## Targets",
+        "## Beta choice on the validation prompts",
+    ):
         assert heading in report, heading
     assert f"| {DOCTOR} | DPO (TRL, LoRA) |" in report and "Token rewards:" in report

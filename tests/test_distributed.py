@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+
 SCRIPT = Path(__file__).with_name("distributed_train_script.py")
 ACCELERATE_CONFIG = Path(__file__).parents[1] / "examples" / "accelerate" / "multi_cpu.yaml"
 
@@ -30,8 +31,15 @@ def run(command: list[str], tmp_path: Path) -> dict:
 def test_two_process_cpu_training_logs_the_same_metrics(tmp_path):
     pytest.importorskip("accelerate")
     single = run([sys.executable, str(SCRIPT), str(tmp_path / "single")], tmp_path)
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
-                "--main_process_port", str(free_port())]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_CONFIG),
+        "--main_process_port",
+        str(free_port()),
+    ]
     double = run(launcher + [str(SCRIPT), str(tmp_path / "double")], tmp_path)
     assert single["world_size"] == 1 and double["world_size"] == 2
     single_logs = [entry for entry in single["history"] if "loss/subtb" in entry]
@@ -39,7 +47,7 @@ def test_two_process_cpu_training_logs_the_same_metrics(tmp_path):
     assert len(single_logs) == len(double_logs) == 2
     for one, two in zip(single_logs, double_logs):
         assert set(one) == set(two)
-        for key in ("loss", "loss/subtb", "loss/value", "doctor/accuracy", "num_tokens"):
+        for key in ("loss", "loss/subtb", "loss/value", "logps/accuracies", "num_tokens"):
             assert two[key] == two[key] and abs(two[key]) < float("inf"), key
     # Two processes see twice the examples per step: metrics averaged over both ranks stay the same kind.
-    assert 0.0 <= double_logs[-1]["doctor/accuracy"] <= 1.0
+    assert 0.0 <= double_logs[-1]["logps/accuracies"] <= 1.0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+
 API = (Path(__file__).parents[1] / "docs" / "api.md").read_text()
 
 

@@ -9,10 +9,10 @@ from tfpo_hf.evaluation import (
     VaderJudge,
     best_of_n_generate_fn,
     bootstrap_interval,
-    head_to_head,
     distinct_n,
     evaluate_methods,
     get_judge,
+    head_to_head,
     patient_generate_fn,
     plot_score_vs_diversity,
     results_table,
@@ -49,7 +49,12 @@ def test_self_bleu_is_high_for_copies_and_low_for_unrelated_texts():
 def test_vader_judge_orders_sentiment_and_named_lookup():
     judge = get_judge("vader")
     assert isinstance(judge, VaderJudge)
-    assert judge("A wonderful, warm and delightful film.") > 0.5 > judge("A dull film.") > judge("A terrible, awful mess.")
+    assert (
+        judge("A wonderful, warm and delightful film.")
+        > 0.5
+        > judge("A dull film.")
+        > judge("A terrible, awful mess.")
+    )
     assert get_judge(len) is len
     with pytest.raises(ValueError, match="Unknown judge"):
         get_judge("nope")
@@ -59,7 +64,9 @@ def test_best_of_n_keeps_the_judges_favourite():
     def sample(prompts, seed):
         return [f"{p}-{seed}" for p in prompts]
 
-    pick = best_of_n_generate_fn(sample, judge=lambda text: -int(text.split("-")[-1]) if "x" in text else int(text.split("-")[-1]), n=3)
+    pick = best_of_n_generate_fn(
+        sample, judge=lambda text: -int(text.split("-")[-1]) if "x" in text else int(text.split("-")[-1]), n=3
+    )
     assert pick(["a", "x"], seed=10) == ["a-12", "x-10"]
 
 

@@ -13,9 +13,21 @@ import pytest
 
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
+
 EXAMPLES = Path(__file__).parents[1] / "examples"
-FAST_TRAINING = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu",
-                 "--save_strategy", "no", "--disable_tqdm", "true"]
+FAST_TRAINING = [
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "4",
+    "--report_to",
+    "none",
+    "--use_cpu",
+    "--save_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+]
 
 
 def load_example(name: str):
@@ -32,20 +44,27 @@ def run_example(name: str, argv: list[str]):
 
     module = load_example(name)
     if name == "train_doctor":
-        script_args, training_args = TrlParser((module.ScriptArguments, module.TFPOConfig)).parse_args_and_config(argv)
-        return module.main(script_args, training_args)
-    dataclass_type = getattr(module, {
-        "guided_generate": "GuidedGenerateArguments",
-        "multi_objective": "MultiObjectiveArguments",
-        "weak_to_strong": "WeakToStrongArguments",
-    }[name])
+        return module.main(*module.make_parser().parse_args_and_config(argv))
+    dataclass_type = getattr(
+        module,
+        {
+            "guided_generate": "GuidedGenerateArguments",
+            "multi_objective": "MultiObjectiveArguments",
+            "weak_to_strong": "WeakToStrongArguments",
+        }[name],
+    )
     (arguments,) = TrlParser((dataclass_type,)).parse_args_and_config(argv)
     return module.main(arguments)
 
 
 def subprocess_env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +74,11 @@ def workdir(tmp_path_factory):
     tiny_causal_lm(seed=1).save_pretrained(root / "patient")
     tiny_tokenizer().save_pretrained(root / "patient")
     rows = [
-        {"prompt": [{"role": "user", "content": f"Tell me about day {i}."}],
-         "chosen": [{"role": "assistant", "content": "A lovely, warm and bright day."}],
-         "rejected": [{"role": "assistant", "content": "Awful. Grey."}]}
+        {
+            "prompt": [{"role": "user", "content": f"Tell me about day {i}."}],
+            "chosen": [{"role": "assistant", "content": "A lovely, warm and bright day."}],
+            "rejected": [{"role": "assistant", "content": "Awful. Grey."}],
+        }
         for i in range(8)
     ]
     (root / "prefs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -68,22 +89,41 @@ def workdir(tmp_path_factory):
 def lora_doctor(workdir):
     """train_doctor.py with its defaults: a full-depth copy of the patient trained with LoRA (rank 4 here)."""
     output = workdir / "doctor-lora"
-    run_example("train_doctor", ["--dataset", str(workdir / "prefs.jsonl"), "--patient", str(workdir / "patient"),
-                                 "--lora_r", "4", "--output_dir", str(output)] + FAST_TRAINING)
+    run_example(
+        "train_doctor",
+        [
+            "--dataset",
+            str(workdir / "prefs.jsonl"),
+            "--patient",
+            str(workdir / "patient"),
+            "--lora_r",
+            "4",
+            "--output_dir",
+            str(output),
+        ]
+        + FAST_TRAINING,
+    )
     return output
 
 
 @pytest.fixture(scope="module")
 def truncated_doctor(workdir):
-    """train_doctor.py run as a script from a YAML `--config`: the patient's first layer, LoRA merged on save."""
+    """train_doctor.py run as a script from a YAML `--config`: the patient's first layer, trained in full (the
+    default for a truncated copy: a LoRA adapter on it could not be reloaded)."""
     output = workdir / "doctor-truncated"
     config = workdir / "train.yaml"
-    config.write_text(f"dataset: {workdir / 'prefs.jsonl'}\npatient: {workdir / 'patient'}\ndoctor_layers: 1\n"
-                      f"lora_r: 4\nmax_steps: 2\nper_device_train_batch_size: 4\nreport_to: none\nuse_cpu: true\n"
-                      f"save_strategy: 'no'\n")
+    config.write_text(
+        f"dataset: {workdir / 'prefs.jsonl'}\npatient: {workdir / 'patient'}\ndoctor_layers: 1\n"
+        f"max_steps: 2\nper_device_train_batch_size: 4\nreport_to: none\nuse_cpu: true\n"
+        f"save_strategy: 'no'\n"
+    )
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "train_doctor.py"), "--config", str(config), "--output_dir", str(output)],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+        cwd=workdir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Doctor saved to {output}" in result.stdout
@@ -94,8 +134,14 @@ def test_train_doctor_saves_a_lora_doctor(lora_doctor, workdir):
     from tfpo_hf import DoctorModel
     from tfpo_hf.config import DEFAULT_GUIDANCE_BETA
 
-    for name in ("adapter_config.json", "adapter_model.safetensors", "value_head.safetensors", "tfpo_config.json",
-                 "README.md", "tokenizer.json"):
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "value_head.safetensors",
+        "tfpo_config.json",
+        "README.md",
+        "tokenizer.json",
+    ):
         assert (lora_doctor / name).is_file(), name
     saved = json.loads((lora_doctor / "tfpo_config.json").read_text())
     assert saved["patient_name_or_path"] == str(workdir / "patient") and saved["beta"] == DEFAULT_GUIDANCE_BETA
@@ -104,29 +150,63 @@ def test_train_doctor_saves_a_lora_doctor(lora_doctor, workdir):
     assert hasattr(reloaded.pretrained_model, "peft_config")
 
 
-def test_train_doctor_yaml_config_truncated_doctor_is_merged(truncated_doctor):
-    assert not (truncated_doctor / "adapter_config.json").exists()  # merged: a standalone causal LM
+def test_train_doctor_yaml_config_truncated_doctor_is_a_plain_checkpoint(truncated_doctor):
+    assert not (truncated_doctor / "adapter_config.json").exists()  # trained in full: a standalone causal LM
     config = json.loads((truncated_doctor / "config.json").read_text())
     assert config["num_hidden_layers"] == 1
     assert (truncated_doctor / "value_head.safetensors").is_file()
 
 
 def test_guided_generate_two_doctors_batched(workdir, lora_doctor, truncated_doctor, capsys):
-    results = run_example("guided_generate", [
-        "--patient", str(workdir / "patient"), "--doctor", str(lora_doctor), str(truncated_doctor),
-        "--beta", "0.5", "1.0", "--prompt", "hi", "a much longer prompt here", "--max_new_tokens", "4",
-        "--do_sample", "--temperature", "0.7", "--top_p", "0.9",
-    ])
+    results = run_example(
+        "guided_generate",
+        [
+            "--patient",
+            str(workdir / "patient"),
+            "--doctor",
+            str(lora_doctor),
+            str(truncated_doctor),
+            "--beta",
+            "0.5",
+            "1.0",
+            "--prompt",
+            "hi",
+            "a much longer prompt here",
+            "--max_new_tokens",
+            "4",
+            "--do_sample",
+            "--temperature",
+            "0.7",
+            "--top_p",
+            "0.9",
+        ],
+    )
     assert [prompt for prompt, _, _ in results] == ["hi", "a much longer prompt here"]
     printed = capsys.readouterr().out
     assert "unguided" in printed and "guided (alpha=1, beta=[0.5, 1.0])" in printed
 
 
 def test_multi_objective_writes_grid_json_and_plot(workdir, lora_doctor, truncated_doctor, tmp_path):
-    records = run_example("multi_objective", [
-        "--patient", str(workdir / "patient"), "--doctor", str(lora_doctor), str(truncated_doctor),
-        "--betas", "0", "1", "--prompt", "hi", "hello", "--max_new_tokens", "3", "--output_dir", str(tmp_path),
-    ])
+    records = run_example(
+        "multi_objective",
+        [
+            "--patient",
+            str(workdir / "patient"),
+            "--doctor",
+            str(lora_doctor),
+            str(truncated_doctor),
+            "--betas",
+            "0",
+            "1",
+            "--prompt",
+            "hi",
+            "hello",
+            "--max_new_tokens",
+            "3",
+            "--output_dir",
+            str(tmp_path),
+        ],
+    )
     assert len(records) == 4
     payload = json.loads((tmp_path / "pareto.json").read_text())
     assert [(r["beta_1"], r["beta_2"]) for r in payload["grid"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
@@ -144,9 +224,19 @@ def test_multi_objective_pareto_front():
 @pytest.mark.parametrize("doctor", ["truncated copy", "saved path"])
 def test_weak_to_strong(workdir, truncated_doctor, doctor, capsys):
     flags = ["--doctor_layers", "1"] if doctor == "truncated copy" else ["--doctor", str(truncated_doctor)]
-    report = run_example("weak_to_strong", [
-        "--patient", str(workdir / "patient"), "--prompt", "hi", "hello", "--max_new_tokens", "4", *flags,
-    ])
+    report = run_example(
+        "weak_to_strong",
+        [
+            "--patient",
+            str(workdir / "patient"),
+            "--prompt",
+            "hi",
+            "hello",
+            "--max_new_tokens",
+            "4",
+            *flags,
+        ],
+    )
     assert len(report["guided"]["texts"]) == 2 and report["guided"]["tokens_per_second"] > 0
     assert "tokens/s" in capsys.readouterr().out
 
@@ -158,20 +248,47 @@ def test_train_doctor_under_accelerate_launch_multi_cpu(workdir, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(EXAMPLES / "accelerate" / "multi_cpu.yaml"),
-         "--main_process_port", str(port), str(EXAMPLES / "train_doctor.py"),
-         "--dataset", str(workdir / "prefs.jsonl"), "--patient", str(workdir / "patient"), "--doctor_layers", "1",
-         "--lora_r", "0", "--output_dir", str(tmp_path / "doctor"), *FAST_TRAINING],
-        capture_output=True, text=True, timeout=180, env=subprocess_env(), cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(EXAMPLES / "accelerate" / "multi_cpu.yaml"),
+            "--main_process_port",
+            str(port),
+            str(EXAMPLES / "train_doctor.py"),
+            "--dataset",
+            str(workdir / "prefs.jsonl"),
+            "--patient",
+            str(workdir / "patient"),
+            "--doctor_layers",
+            "1",
+            "--lora_r",
+            "0",
+            "--output_dir",
+            str(tmp_path / "doctor"),
+            *FAST_TRAINING,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=subprocess_env(),
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Doctor saved to") == 1  # printed by the main process only
     assert (tmp_path / "doctor" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("name,distributed_type", [
-    ("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED"), ("multi_cpu", "MULTI_GPU"),
-])
+@pytest.mark.parametrize(
+    "name,distributed_type",
+    [
+        ("ddp", "MULTI_GPU"),
+        ("fsdp", "FSDP"),
+        ("deepspeed_zero2", "DEEPSPEED"),
+        ("multi_cpu", "MULTI_GPU"),
+    ],
+)
 def test_accelerate_configs_parse(name, distributed_type):
     from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 

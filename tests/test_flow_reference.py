@@ -14,21 +14,36 @@ from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer, TokenRewardCollator
 from tfpo_hf.losses import prefix_scores
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
+
 def lora_config():
     return LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
 
 
 def make_args(tmp_path, **overrides):
-    defaults = dict(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, per_device_train_batch_size=4,
-                    max_steps=2, logging_steps=1, save_strategy="no", seed=0, data_seed=0)
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        max_steps=2,
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        data_seed=0,
+    )
     return TFPOConfig(**{**defaults, **overrides})
 
 
 def make_trainer(tmp_path, lora: bool, dataset, **overrides):
     tiny_causal_lm(seed=2).save_pretrained(tmp_path / "base")  # a LoRA doctor's base must be reloadable
     doctor = DoctorModel(AutoModelForCausalLM.from_pretrained(tmp_path / "base"))
-    return TFPOTrainer(doctor, args=make_args(tmp_path, **overrides), train_dataset=dataset,
-                       processing_class=tiny_tokenizer(), peft_config=lora_config() if lora else None)
+    return TFPOTrainer(
+        doctor,
+        args=make_args(tmp_path, **overrides),
+        train_dataset=dataset,
+        processing_class=tiny_tokenizer(),
+        peft_config=lora_config() if lora else None,
+    )
 
 
 def batch_of(trainer, size=4):
@@ -56,7 +71,9 @@ def test_prefix_scores_by_hand():
     mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
     ref = torch.tensor([[-2.0, -1.0, -3.0], [-0.5, 9.0, 9.0]])
     assert torch.equal(prefix_scores(rewards, mask), torch.tensor([[0.0, 0.5, -0.5, -0.5], [0.0, 1.0, 1.0, 1.0]]))
-    assert torch.equal(prefix_scores(rewards, mask, ref), torch.tensor([[0.0, -1.5, -3.5, -6.5], [0.0, 0.5, 0.5, 0.5]]))
+    assert torch.equal(
+        prefix_scores(rewards, mask, ref), torch.tensor([[0.0, -1.5, -3.5, -6.5], [0.0, 0.5, 0.5, 0.5]])
+    )
     with pytest.raises(ValueError, match="share the shape"):
         prefix_scores(rewards, mask, ref[:, :2])
 
@@ -88,8 +105,9 @@ def test_precomputed_and_per_batch_references_give_the_same_loss(tmp_path, lora)
         a, b = batch_of(precomputed), batch_of(per_batch)
         mask = a["completion_mask"]
         assert torch.equal(mask, b["completion_mask"])
-        assert torch.allclose(precomputed.compute_ref_logprobs(a) * mask, per_batch.compute_ref_logprobs(b) * mask,
-                              atol=1e-5)
+        assert torch.allclose(
+            precomputed.compute_ref_logprobs(a) * mask, per_batch.compute_ref_logprobs(b) * mask, atol=1e-5
+        )
         loss_a = precomputed.compute_loss(precomputed.model.eval(), a)
         loss_b = per_batch.compute_loss(per_batch.model.eval(), b)
     assert loss_a.item() == pytest.approx(loss_b.item(), rel=1e-5, abs=1e-6)
@@ -112,8 +130,15 @@ def test_training_with_per_batch_reference_runs_and_logs_implicit_rewards(tmp_pa
 def test_collator_pads_reference_columns():
     collator = TokenRewardCollator(pad_token_id=2)
     features = [
-        {"prompt_ids": [1, 5], "chosen_ids": [7, 8, 9], "chosen_token_rewards": [0.1, 0.0, 0.2], "rejected_ids": [6],
-         "rejected_token_rewards": [-0.3], "ref_chosen_token_logps": [-1.0, -2.0, -3.0], "ref_rejected_token_logps": [-4.0]},
+        {
+            "prompt_ids": [1, 5],
+            "chosen_ids": [7, 8, 9],
+            "chosen_token_rewards": [0.1, 0.0, 0.2],
+            "rejected_ids": [6],
+            "rejected_token_rewards": [-0.3],
+            "ref_chosen_token_logps": [-1.0, -2.0, -3.0],
+            "ref_rejected_token_logps": [-4.0],
+        },
     ]
     batch = collator(features)
     assert torch.equal(batch["ref_token_logps"], torch.tensor([[-1.0, -2.0, -3.0], [-4.0, 0.0, 0.0]]))
@@ -134,9 +159,13 @@ def test_saved_doctor_records_reference_and_decoding_defaults(tmp_path, flow_ref
     tiny_causal_lm(seed=2).save_pretrained(tmp_path / "patient")
     patient = AutoModelForCausalLM.from_pretrained(tmp_path / "patient")
     doctor = DoctorModel.from_patient(patient) if from_patient else DoctorModel(tiny_causal_lm(seed=3))
-    trainer = TFPOTrainer(doctor, args=make_args(tmp_path, flow_reference=flow_reference, guidance_beta=3.0),
-                          train_dataset=scored_dataset(4), processing_class=tiny_tokenizer(),
-                          peft_config=lora_config() if lora else None)
+    trainer = TFPOTrainer(
+        doctor,
+        args=make_args(tmp_path, flow_reference=flow_reference, guidance_beta=3.0),
+        train_dataset=scored_dataset(4),
+        processing_class=tiny_tokenizer(),
+        peft_config=lora_config() if lora else None,
+    )
     trainer.save_model()
     saved = json.loads((tmp_path / "out" / "tfpo_config.json").read_text())
     assert saved["beta"] == 3.0 and saved["alpha"] == 1.0

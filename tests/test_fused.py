@@ -5,12 +5,13 @@ import copy
 
 import pytest
 import torch
+from test_logits_process import ATOL, PROMPTS, assert_same_generation, encode, generate
 from transformers import AutoModelForCausalLM
 
-from test_logits_process import ATOL, PROMPTS, assert_same_generation, encode, generate, tokenizer  # noqa: F401
 from tfpo_hf import DoctorLogitsProcessor, DoctorModel
 from tfpo_hf.fused import GroupedCache, GuidedModel
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor
+
 
 SAMPLING = {"do_sample": True, "temperature": 0.8, "top_k": 30, "num_return_sequences": 2}
 BEAMS = {"num_beams": 3, "num_return_sequences": 2}
@@ -61,8 +62,9 @@ def processed_generate(patient, inputs, processor, give_mask=True, seed=11, **kw
 def test_greedy_equals_the_processor(fresh_patient, doctors, tokenizer, give_mask, count):
     inputs = encode(tokenizer, PROMPTS)
     betas = [1.5, 0.7][:count]
-    expected = processed_generate(fresh_patient, inputs, processor_path(fresh_patient, doctors[:count], betas, inputs, give_mask),
-                                  give_mask)
+    expected = processed_generate(
+        fresh_patient, inputs, processor_path(fresh_patient, doctors[:count], betas, inputs, give_mask), give_mask
+    )
     guided = GuidedModel(fresh_patient, doctors[:count], betas=betas)
     fast = fused_generate(guided, inputs, give_mask)
     assert torch.equal(fast[0], expected[0])
@@ -72,7 +74,9 @@ def test_greedy_equals_the_processor(fresh_patient, doctors, tokenizer, give_mas
 
 def test_sampling_with_returned_sequences_equals_the_processor(fresh_patient, doctors, tokenizer):
     inputs = encode(tokenizer, PROMPTS)
-    expected = processed_generate(fresh_patient, inputs, processor_path(fresh_patient, doctors, [1.0, 0.5], inputs), **SAMPLING)
+    expected = processed_generate(
+        fresh_patient, inputs, processor_path(fresh_patient, doctors, [1.0, 0.5], inputs), **SAMPLING
+    )
     fast = fused_generate(GuidedModel(fresh_patient, doctors, betas=[1.0, 0.5]), inputs, **SAMPLING)
     # Batched arithmetic may differ in the last bits: the scores agree to 1e-4 and, here, every token does too.
     finite = torch.isfinite(expected[1])
@@ -124,9 +128,9 @@ def test_forward_returns_the_mixed_scores(fresh_patient, doctors, tokenizer):
 
 
 def test_saved_lora_doctor_decodes_with_its_recorded_weights(fresh_patient, doctors, tokenizer, tmp_path):
-    DoctorModel(doctors[0], tfpo_config={"guidance": "ratio", "guidance_reference": "patient", "beta": 3.0}).save_pretrained(
-        tmp_path / "doctor"
-    )
+    DoctorModel(
+        doctors[0], tfpo_config={"guidance": "ratio", "guidance_reference": "patient", "beta": 3.0}
+    ).save_pretrained(tmp_path / "doctor")
     inputs = encode(tokenizer, PROMPTS)
     guided = GuidedModel(fresh_patient, str(tmp_path / "doctor"))
     assert guided.betas == [3.0] and guided.alpha == 1.0 and guided.mixes == ["ratio"]

@@ -20,37 +20,64 @@ class FakeHubApi:
         return type("RepoUrl", (), {"repo_id": repo_id})()
 
     def upload_folder(self, repo_id, folder_path, commit_message=None, ignore_patterns=None, **kwargs):
-        shutil.copytree(folder_path, self.hub_dir / repo_id, ignore=shutil.ignore_patterns(*(ignore_patterns or [])),
-                        dirs_exist_ok=True)
+        shutil.copytree(
+            folder_path,
+            self.hub_dir / repo_id,
+            ignore=shutil.ignore_patterns(*(ignore_patterns or [])),
+            dirs_exist_ok=True,
+        )
         return f"https://hub/{repo_id}/commit/1"
 
 
 def guided_inputs(tokenizer):
-    return tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True,
-                                         return_tensors="pt", return_dict=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hello"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
 
 
 def guided_tokens(doctor, patient, tokenizer):
     processor = DoctorLogitsProcessor(doctor, betas=1.0, tokenizer=tokenizer)
-    return patient.generate(**guided_inputs(tokenizer), logits_processor=LogitsProcessorList([processor]),
-                            max_new_tokens=8, do_sample=False)
+    return patient.generate(
+        **guided_inputs(tokenizer),
+        logits_processor=LogitsProcessorList([processor]),
+        max_new_tokens=8,
+        do_sample=False,
+    )
 
 
 def test_trainer_push_to_hub_uploads_a_loadable_doctor_with_card_and_tokenizer(tmp_path, monkeypatch):
     hub = FakeHubApi(tmp_path / "hub")
     monkeypatch.setattr("transformers.trainer.hf_api", lambda: hub)
     tokenizer, patient = tiny_tokenizer(), tiny_causal_lm(seed=1)
-    args = TFPOConfig(str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, report_to="none", use_cpu=True,
-                      save_strategy="no", learning_rate=1e-2, hub_model_id="user/doctor")
+    args = TFPOConfig(
+        str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        learning_rate=1e-2,
+        hub_model_id="user/doctor",
+    )
     tiny_causal_lm(seed=2).save_pretrained(tmp_path / "start")  # the reference the doctor records and decodes with
-    trainer = TFPOTrainer(DoctorModel.from_pretrained(tmp_path / "start"), args=args, train_dataset=scored_dataset(8),
-                          processing_class=tokenizer)
+    trainer = TFPOTrainer(
+        DoctorModel.from_pretrained(tmp_path / "start"),
+        args=args,
+        train_dataset=scored_dataset(8),
+        processing_class=tokenizer,
+    )
     trainer.train()
     trainer.push_to_hub(dataset_name="user/prefs")
     repo = tmp_path / "hub" / "user" / "doctor"
     files = {path.name for path in repo.iterdir()}
-    assert {"model.safetensors", "config.json", "value_head.safetensors", "tfpo_config.json", "tokenizer.json",
-            "README.md"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "value_head.safetensors",
+        "tfpo_config.json",
+        "tokenizer.json",
+        "README.md",
+    } <= files
     card = (repo / "README.md").read_text()
     for line in ("library_name: tfpo-hf", "- tfpo", "datasets:", "- user/prefs", "DoctorLogitsProcessor"):
         assert line in card, line

@@ -11,22 +11,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from reference_guidance import ReferenceGuidanceProcessor, reference_greedy
 from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessorList, TextStreamer, pipeline
 
-from reference_guidance import ReferenceGuidanceProcessor, reference_greedy
 from tfpo_hf.logits_process import DoctorLogitsProcessor
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+
 
 PROMPTS = ["Hi", "Tell me a story about a cat.", "Why?", "What is 2 + 2, and why?"]
 NEW_TOKENS = 10
 ATOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    tokenizer = tiny_tokenizer()
-    tokenizer.padding_side = "left"
-    return tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +236,10 @@ def test_zero_weight_and_inf_never_give_nan(doctor):
     assert torch.equal(patient_only, scores)  # every beta 0 and alpha 1: passed through untouched
     half_patient = DoctorLogitsProcessor(doctor, betas=0.0, alpha=0.5)(input_ids, scores)
     assert not half_patient.isnan().any()
-    assert torch.allclose(half_patient[0], 0.5 * torch.log_softmax(scores[0], -1)) and torch.isneginf(half_patient[1]).all()
+    assert (
+        torch.allclose(half_patient[0], 0.5 * torch.log_softmax(scores[0], -1))
+        and torch.isneginf(half_patient[1]).all()
+    )
 
     masked_doctor = copy.deepcopy(doctor)
     original_forward = masked_doctor.forward

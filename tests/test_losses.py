@@ -19,6 +19,7 @@ from tfpo_hf.losses import (
     value_discrimination_loss,
 )
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_losses import (  # noqa: E402
     subtrajectory_balance_loss_reference,

@@ -11,10 +11,10 @@ import json
 
 import pytest
 import torch
+from reference_guidance import ReferenceGuidanceProcessor
+from test_logits_process import ATOL, PROMPTS, assert_same_generation, encode, generate
 from transformers import AutoModelForCausalLM
 
-from reference_guidance import ReferenceGuidanceProcessor
-from test_logits_process import ATOL, PROMPTS, assert_same_generation, encode, generate, tokenizer  # noqa: F401
 from tfpo_hf import DoctorLogitsProcessor, DoctorModel
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor
 
@@ -53,7 +53,9 @@ BEAMS = {"num_beams": 3, "num_return_sequences": 2}
 @pytest.mark.parametrize("reference", ["base", "patient"])
 def test_beta_zero_is_exactly_plain_generate(patient, trained_doctor, tokenizer, kwargs, reference):
     inputs = encode(tokenizer, PROMPTS)
-    processor = DoctorLogitsProcessor(trained_doctor, betas=0.0, references=reference, attention_mask=inputs.attention_mask)
+    processor = DoctorLogitsProcessor(
+        trained_doctor, betas=0.0, references=reference, attention_mask=inputs.attention_mask
+    )
     (plain, plain_scores), (guided, guided_scores) = plain_and_guided(patient, inputs, processor, **kwargs)
     assert torch.equal(plain, guided) and torch.equal(plain_scores, guided_scores)
 
@@ -64,8 +66,9 @@ def test_doctor_equal_to_its_reference_is_plain_generate_at_any_beta(patient, to
     inputs = encode(tokenizer, PROMPTS)
     untrained = lora_doctor(patient, trained=False)  # the adapter adds exactly zero
     for reference in ("base", "patient"):
-        processor = DoctorLogitsProcessor(untrained, betas=beta, references=reference,
-                                          attention_mask=inputs.attention_mask)
+        processor = DoctorLogitsProcessor(
+            untrained, betas=beta, references=reference, attention_mask=inputs.attention_mask
+        )
         (plain, plain_scores), (guided, guided_scores) = plain_and_guided(patient, inputs, processor, **kwargs)
         assert torch.equal(plain, guided), reference
         if kwargs is not BEAMS:  # sampling scores are warped logits: compare them as distributions
@@ -81,7 +84,9 @@ def test_ratio_to_base_matches_cache_free_loop(patient, trained_doctor, tokenize
     inputs = encode(tokenizer, PROMPTS)
     base_copy = copy.deepcopy(patient)  # a separate model: the loop never disables an adapter
     fast = DoctorLogitsProcessor(trained_doctor, betas=2.0, references="base", attention_mask=inputs.attention_mask)
-    loop = ReferenceGuidanceProcessor([trained_doctor], [2.0], references=[base_copy], attention_mask=inputs.attention_mask)
+    loop = ReferenceGuidanceProcessor(
+        [trained_doctor], [2.0], references=[base_copy], attention_mask=inputs.attention_mask
+    )
     (plain, _), (guided, guided_scores) = plain_and_guided(patient, inputs, fast, **kwargs)
     torch.manual_seed(11)
     expected = generate(patient, inputs, loop, True, **kwargs)
@@ -108,12 +113,19 @@ def test_two_doctors_with_their_own_references_match_the_loop(patient, trained_d
     mask = inputs.attention_mask
     small_doctor = tiny_causal_lm(hidden_size=48, num_hidden_layers=1, seed=2)
     small_reference = tiny_causal_lm(hidden_size=48, num_hidden_layers=1, seed=3)
-    fast = DoctorLogitsProcessor([trained_doctor, small_doctor], betas=[1.5, 0.5], references=["base", small_reference],
-                                 attention_mask=mask)
-    loop = ReferenceGuidanceProcessor([trained_doctor, small_doctor], [1.5, 0.5],
-                                      references=[copy.deepcopy(patient), small_reference], attention_mask=mask)
+    fast = DoctorLogitsProcessor(
+        [trained_doctor, small_doctor], betas=[1.5, 0.5], references=["base", small_reference], attention_mask=mask
+    )
+    loop = ReferenceGuidanceProcessor(
+        [trained_doctor, small_doctor],
+        [1.5, 0.5],
+        references=[copy.deepcopy(patient), small_reference],
+        attention_mask=mask,
+    )
     for kwargs in ({}, BEAMS):
-        assert_same_generation(generate(patient, inputs, fast, True, **kwargs), generate(patient, inputs, loop, True, **kwargs))
+        assert_same_generation(
+            generate(patient, inputs, fast, True, **kwargs), generate(patient, inputs, loop, True, **kwargs)
+        )
 
 
 def test_one_cached_forward_per_token_for_doctor_and_base(patient, trained_doctor, tokenizer):
@@ -123,7 +135,12 @@ def test_one_cached_forward_per_token_for_doctor_and_base(patient, trained_docto
     original_forward = counted.forward
 
     def forward(*args, **kwargs):
-        calls.append((tuple(kwargs["input_ids"].shape), counted.base_model.model.model.layers[0].self_attn.q_proj.disable_adapters))
+        calls.append(
+            (
+                tuple(kwargs["input_ids"].shape),
+                counted.base_model.model.model.layers[0].self_attn.q_proj.disable_adapters,
+            )
+        )
         return original_forward(*args, **kwargs)
 
     counted.forward = forward
@@ -159,7 +176,9 @@ def test_saved_doctor_decodes_with_its_recorded_defaults(patient, trained_doctor
     # A LoRA doctor trained against a base that is not known to be the patient: the base, adapter disabled.
     base_path = save_doctor(tmp_path / "base", trained_doctor, {**recorded, "guidance_reference": "initial"})
     assert DoctorLogitsProcessor(base_path).references == ["base"]
-    assert DoctorLogitsProcessor(path, references="initial").references == ["base"]  # weak-to-strong: never the patient
+    assert DoctorLogitsProcessor(path, references="initial").references == [
+        "base"
+    ]  # weak-to-strong: never the patient
     # The DoctorModel itself carries the same defaults.
     assert DoctorLogitsProcessor(DoctorModel.from_pretrained(base_path)).betas == [3.0]
 
@@ -178,14 +197,21 @@ def test_full_weight_ratio_doctor_loads_its_recorded_reference(patient, tmp_path
     trained = copy.deepcopy(start)
     with torch.no_grad():
         trained.lm_head.weight.mul_(1.5)
-    recorded = {"guidance": "ratio", "guidance_reference": "initial", "beta": 2.0,
-                "reference_name_or_path": str(tmp_path / "start"), "reference_num_layers": 2}
+    recorded = {
+        "guidance": "ratio",
+        "guidance_reference": "initial",
+        "beta": 2.0,
+        "reference_name_or_path": str(tmp_path / "start"),
+        "reference_num_layers": 2,
+    }
     path = save_doctor(tmp_path / "doctor", trained, recorded)
     reference = DoctorLogitsProcessor(path).references[0]
     assert len(reference.model.layers) == 2  # loaded, then cut to the depth the doctor started from
     assert torch.equal(reference.model.layers[1].mlp.up_proj.weight, start.model.layers[1].mlp.up_proj.weight)
 
-    missing = save_doctor(tmp_path / "missing", trained, {**recorded, "reference_name_or_path": str(tmp_path / "gone")})
+    missing = save_doctor(
+        tmp_path / "missing", trained, {**recorded, "reference_name_or_path": str(tmp_path / "gone")}
+    )
     with pytest.raises(ValueError, match=r"trained against its initial weights .*gone.*references="):
         DoctorLogitsProcessor(missing)
     with pytest.raises(ValueError, match="has no PEFT adapter"):

@@ -16,14 +16,17 @@ import torch
 from datasets import Dataset, load_from_disk
 
 from tfpo_hf.config import TokenRewardConfig
-from tfpo_hf.data import format_completion, tokenize_completion, tokenize_prompt
+from tfpo_hf.preference_data import format_completion, tokenize_completion, tokenize_prompt
 from tfpo_hf.rewards import TokenRewardScorer, reward_statistics, token_rewards_from_logprobs
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+
 
 ATOL = 1e-5
 POSITIVE = TokenRewardConfig().positive_system_prompt
 NEGATIVE = TokenRewardConfig().negative_system_prompt
-TINY_DEFAULT_SYSTEM = "You are a tiny assistant."  # inserted by the tiny ChatML template when there is no system message
+TINY_DEFAULT_SYSTEM = (
+    "You are a tiny assistant."  # inserted by the tiny ChatML template when there is no system message
+)
 
 
 def user(text):
@@ -178,7 +181,9 @@ def test_token_rewards_from_logprobs_matches_formula():
     config = TokenRewardConfig(theta=0.3, tau=0.7, eps=1e-6)
     positive = [-1.0, -2.5, -0.1, -3.0, -0.5]
     negative = [-1.2, -0.5, -0.1, -3.5, -2.0]
-    delta, normalized, rewards = token_rewards_from_logprobs(torch.tensor(positive), torch.tensor(negative), -1.0, config)
+    delta, normalized, rewards = token_rewards_from_logprobs(
+        torch.tensor(positive), torch.tensor(negative), -1.0, config
+    )
     expected_delta = [abs(p - n) for p, n in zip(positive, negative)]
     mean = sum(expected_delta) / len(expected_delta)
     expected_s = [math.tanh(d / ((mean + 1e-6) * 0.7)) for d in expected_delta]
@@ -237,7 +242,13 @@ def test_score_matches_reference_text(scorer, patient, tokenizer, chosen):
 
 def test_score_dataset_matches_reference_chat(scorer, patient, tokenizer):
     scored = scorer.score_dataset(chat_dataset())
-    assert set(scored.column_names) >= {"prompt_ids", "chosen_ids", "chosen_token_rewards", "rejected_ids", "rejected_token_rewards"}
+    assert set(scored.column_names) >= {
+        "prompt_ids",
+        "chosen_ids",
+        "chosen_token_rewards",
+        "rejected_ids",
+        "rejected_token_rewards",
+    }
     assert_matches_reference(scored, CHAT_ROWS, patient, tokenizer, scorer.config)
     assert scorer.stats.examples == len(CHAT_ROWS)
 
@@ -252,13 +263,14 @@ def test_score_dataset_matches_reference_text(scorer, patient, tokenizer):
 def test_score_dataset_matches_reference_implicit_prompt(scorer, patient, tokenizer):
     # Conversational: the shared message prefix is the prompt.
     rows = CHAT_ROWS[:2] + CHAT_ROWS[3:]
-    implicit = Dataset.from_list(
-        [{"chosen": p + assistant(c), "rejected": p + assistant(r)} for p, c, r in rows]
-    )
+    implicit = Dataset.from_list([{"chosen": p + assistant(c), "rejected": p + assistant(r)} for p, c, r in rows])
     scored = scorer.score_dataset(implicit)
     assert_matches_reference(scored, rows, patient, tokenizer, scorer.config)
     # Plain text: the common string prefix, up to the space before the first difference, is the prompt.
-    text_rows = [("The capital of France is", " Paris.", " Lyon, I think."), ("Water boils at", " 100 C at sea level.", " 50 C.")]
+    text_rows = [
+        ("The capital of France is", " Paris.", " Lyon, I think."),
+        ("Water boils at", " 100 C at sea level.", " 50 C."),
+    ]
     implicit_text = Dataset.from_list([{"chosen": p + c, "rejected": p + r} for p, c, r in text_rows])
     scored = scorer.score_dataset(implicit_text)
     assert_matches_reference(scored, text_rows, patient, tokenizer, scorer.config)
@@ -348,15 +360,23 @@ def test_face_prompts_and_response_ids(scorer, tokenizer):
 
 def test_rewards_only_on_response_tokens(scorer, tokenizer):
     scored = scorer.score_dataset(chat_dataset())
-    for example, (prompt, chosen, rejected) in zip(scored, CHAT_ROWS):
+    for example, (_, chosen, rejected) in zip(scored, CHAT_ROWS):
         assert tokenizer.decode(example["prompt_ids"]).endswith("<|im_start|>assistant\n")
         assert tokenizer.decode(example["chosen_ids"]) == chosen + "<|im_end|>\n"
         assert tokenizer.decode(example["rejected_ids"]) == rejected + "<|im_end|>\n"
         assert len(example["chosen_token_rewards"]) == len(example["chosen_ids"])
         assert len(example["rejected_token_rewards"]) == len(example["rejected_ids"])
     result = scorer.score(*CHAT_ROWS[0][:2])
-    assert len(result.rewards) == len(result.token_ids) == len(result.tokens) == len(result.delta) == len(result.normalized)
-    assert len(result.token_ids) == len(tokenizer(CHAT_ROWS[0][1] + "<|im_end|>\n", add_special_tokens=False)["input_ids"])
+    assert (
+        len(result.rewards)
+        == len(result.token_ids)
+        == len(result.tokens)
+        == len(result.delta)
+        == len(result.normalized)
+    )
+    assert len(result.token_ids) == len(
+        tokenizer(CHAT_ROWS[0][1] + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- batching
@@ -366,8 +386,15 @@ def tiny_gpt2(seed=0):
 
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=259, n_positions=512, n_embd=32, n_layer=2, n_head=4, bos_token_id=2, eos_token_id=2,
-        pad_token_id=2, tie_word_embeddings=False,
+        vocab_size=259,
+        n_positions=512,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=2,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=False,
     )
     model = GPT2LMHeadModel(config)
     with torch.no_grad():
@@ -392,7 +419,9 @@ def test_batch_size_does_not_change_results(patient, tokenizer, architecture):
     for batch_size in (1, 8):
         scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(batch_size=batch_size))
         original, logprobs[batch_size] = scorer.response_logprobs, []
-        scorer.response_logprobs = lambda sequences, original=original, out=logprobs[batch_size]: out.extend(original(sequences)) or out[-len(sequences):]
+        scorer.response_logprobs = lambda sequences, original=original, out=logprobs[batch_size]: (
+            out.extend(original(sequences)) or out[-len(sequences) :]
+        )
         results[batch_size] = scorer.score_dataset(dataset)
     # Every per-token log-probability agrees (same sequence order in both runs: 2 faces x 2 responses per example).
     assert len(logprobs[1]) == len(logprobs[8]) == 4 * len(rows)
@@ -453,7 +482,11 @@ def test_signs(scorer):
 # ---------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "columns",
-    [{"prompt": ["a"], "chosen": ["b"]}, {"question": ["a"], "good": ["b"], "bad": ["c"]}, {"chosen": ["b"], "loser": ["c"]}],
+    [
+        {"prompt": ["a"], "chosen": ["b"]},
+        {"question": ["a"], "good": ["b"], "bad": ["c"]},
+        {"chosen": ["b"], "loser": ["c"]},
+    ],
     ids=["missing", "misnamed", "half-misnamed"],
 )
 def test_bad_columns(scorer, columns):
@@ -517,18 +550,24 @@ def test_truncation_keep_start(patient, tokenizer, caplog):
     kept = full[0]["chosen_ids"][:12]
     positive = reference_logprobs(patient, tokenize_prompt(tokenizer, texts.positive_prompt, True), kept)
     negative = reference_logprobs(patient, tokenize_prompt(tokenizer, texts.negative_prompt, True), kept)
-    delta, normalized, expected = token_rewards_from_logprobs(torch.tensor(positive), torch.tensor(negative), 1.0, config)
+    delta, normalized, expected = token_rewards_from_logprobs(
+        torch.tensor(positive), torch.tensor(negative), 1.0, config
+    )
     ref = {"delta": delta.tolist(), "normalized": normalized.tolist(), "rewards": expected.tolist()}
     assert_rewards_close(scored[0]["chosen_token_rewards"], ref, config)
 
 
 def test_truncation_keep_end(patient, tokenizer, caplog):
     rows = [(user("Please summarise the following text for me."), "Sure, here it is.", "No.")]
-    full = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(max_length=None)).score_dataset(chat_dataset(rows))[0]
+    full = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(max_length=None)).score_dataset(chat_dataset(rows))[
+        0
+    ]
     longest = len(full["chosen_ids"])
     max_length = longest + 10  # room for only 10 prompt tokens
     assert len(full["prompt_ids"]) > 10
-    scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(max_length=max_length, truncation_mode="keep_end"))
+    scorer = TokenRewardScorer(
+        patient, tokenizer, TokenRewardConfig(max_length=max_length, truncation_mode="keep_end")
+    )
     with caplog.at_level(logging.WARNING, logger="tfpo_hf"):
         scored = scorer.score_dataset(chat_dataset(rows))[0]
     assert scorer.stats.truncated_examples == 1
@@ -596,7 +635,9 @@ def test_score_dataset_is_cached_by_fingerprint(patient, tokenizer, tmp_path, mo
     assert scorer.fingerprint(first) == scorer.fingerprint(second)
     calls = []
     original = scorer.response_logprobs
-    monkeypatch.setattr(scorer, "response_logprobs", lambda sequences: calls.append(len(sequences)) or original(sequences))
+    monkeypatch.setattr(
+        scorer, "response_logprobs", lambda sequences: calls.append(len(sequences)) or original(sequences)
+    )
     scored_first = scorer.score_dataset(first)
     assert calls
     assert scored_first.cache_files  # written next to the saved dataset
@@ -630,7 +671,7 @@ def test_fingerprint_depends_on_patient_and_faces(patient, tokenizer):
 # ---------------------------------------------------------------------------------------------- the real patient
 @pytest.mark.slow
 def test_smollm2_conversational_pairs():
-    from tfpo_hf.defaults import load_default_patient
+    from tfpo_hf.embedded_patient import load_default_patient
 
     try:
         patient, tokenizer = load_default_patient()

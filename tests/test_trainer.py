@@ -41,8 +41,10 @@ def test_compute_loss_matches_unpadded_per_sequence_reference(tmp_path, flow_ref
     dataset = scored_dataset(4, seed=3)
     doctor = random_value_head(DoctorModel(tiny_causal_lm(seed=3)))
     trainer = TFPOTrainer(
-        doctor, args=make_args(tmp_path, lambda_value=0.3, gamma=0.2, flow_reference=flow_reference),
-        train_dataset=dataset, processing_class=tiny_tokenizer(),
+        doctor,
+        args=make_args(tmp_path, lambda_value=0.3, gamma=0.2, flow_reference=flow_reference),
+        train_dataset=dataset,
+        processing_class=tiny_tokenizer(),
     )
     examples = [trainer.train_dataset[i] for i in range(4)]
     batch = trainer.data_collator(examples)
@@ -84,8 +86,13 @@ def test_compute_loss_matches_unpadded_per_sequence_reference(tmp_path, flow_ref
 def test_doctor_learns_toy_preference_and_loss_decreases(tmp_path, flow_reference):
     tokenizer = tiny_tokenizer()
     args = make_args(
-        tmp_path, max_steps=60, per_device_train_batch_size=8, per_device_eval_batch_size=8,
-        learning_rate=1e-2, logging_steps=10, flow_reference=flow_reference,
+        tmp_path,
+        max_steps=60,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-2,
+        logging_steps=10,
+        flow_reference=flow_reference,
     )
     trainer = TFPOTrainer(
         DoctorModel(tiny_causal_lm(seed=2, logit_scale=1.0)),
@@ -100,12 +107,18 @@ def test_doctor_learns_toy_preference_and_loss_decreases(tmp_path, flow_referenc
     after = trainer.evaluate()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses[-1] < losses[0]
-    assert after["eval_doctor/accuracy"] >= 0.9
-    assert after["eval_doctor/accuracy"] > before["eval_doctor/accuracy"]
-    assert after["eval_doctor/margin"] > before["eval_doctor/margin"]
+    assert after["eval_logps/accuracies"] >= 0.9
+    assert after["eval_logps/accuracies"] > before["eval_logps/accuracies"]
+    assert after["eval_logps/margins"] > before["eval_logps/margins"]
     logged = next(entry for entry in trainer.state.log_history if "loss/subtb" in entry)
-    for key in ("loss/value", "flow/log_v_mean", "token_rewards/nonzero_fraction", "doctor/accuracy", "doctor/margin",
-                "num_tokens"):
+    for key in (
+        "loss/value",
+        "flow/log_v_mean",
+        "token_rewards/nonzero_fraction",
+        "logps/accuracies",
+        "logps/margins",
+        "num_tokens",
+    ):
         assert key in logged
     implicit_rewards = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
     if flow_reference == "initial":  # the doctor's log-ratio to its reference ranks chosen over rejected
@@ -119,8 +132,11 @@ def test_saved_doctor_reloads_and_lm_loads_alone(tmp_path):
     patient = tiny_causal_lm(seed=1)
     args = make_args(tmp_path, theta=0.3, guidance_beta=0.7)
     trainer = TFPOTrainer(
-        DoctorModel(tiny_causal_lm(seed=2)), patient_model=patient, args=args,
-        train_dataset=letter_preference_dataset(8), processing_class=tiny_tokenizer(),
+        DoctorModel(tiny_causal_lm(seed=2)),
+        patient_model=patient,
+        args=args,
+        train_dataset=letter_preference_dataset(8),
+        processing_class=tiny_tokenizer(),
     )
     trainer.train()
     trainer.save_model()
@@ -145,11 +161,17 @@ def test_saved_doctor_reloads_and_lm_loads_alone(tmp_path):
 def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
     def run(output_dir, resume=None, max_steps=6):
         args = make_args(
-            tmp_path, output_dir=str(output_dir), max_steps=max_steps, save_strategy="steps", save_steps=3,
+            tmp_path,
+            output_dir=str(output_dir),
+            max_steps=max_steps,
+            save_strategy="steps",
+            save_steps=3,
             learning_rate=1e-3,
         )
         trainer = TFPOTrainer(
-            DoctorModel(tiny_causal_lm(seed=2)), args=args, train_dataset=scored_dataset(16),
+            DoctorModel(tiny_causal_lm(seed=2)),
+            args=args,
+            train_dataset=scored_dataset(16),
             processing_class=tiny_tokenizer(),
         )
         trainer.train(resume_from_checkpoint=resume)
@@ -203,10 +225,17 @@ def test_lora_doctor_trains_value_head_in_full_and_round_trips(tmp_path):
 
 def test_gradient_accumulation_and_activation_checkpointing_train(tmp_path):
     # transformers renamed gradient_checkpointing to activation_checkpointing during 5.x
-    name = "activation_checkpointing" if "activation_checkpointing" in TFPOConfig.__dataclass_fields__ else "gradient_checkpointing"
+    name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TFPOConfig.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
     args = make_args(tmp_path, gradient_accumulation_steps=2, per_device_train_batch_size=2, **{name: True})
     trainer = TFPOTrainer(
-        DoctorModel(tiny_causal_lm(seed=2)), args=args, train_dataset=scored_dataset(8), processing_class=tiny_tokenizer()
+        DoctorModel(tiny_causal_lm(seed=2)),
+        args=args,
+        train_dataset=scored_dataset(8),
+        processing_class=tiny_tokenizer(),
     )
     result = trainer.train()
     assert torch.isfinite(torch.tensor(result.training_loss))
@@ -215,19 +244,26 @@ def test_gradient_accumulation_and_activation_checkpointing_train(tmp_path):
 def test_model_given_as_path_gets_a_value_head(tmp_path):
     tiny_causal_lm(seed=2).save_pretrained(tmp_path / "lm")
     trainer = TFPOTrainer(
-        str(tmp_path / "lm"), args=make_args(tmp_path), train_dataset=scored_dataset(4), processing_class=tiny_tokenizer()
+        str(tmp_path / "lm"),
+        args=make_args(tmp_path),
+        train_dataset=scored_dataset(4),
+        processing_class=tiny_tokenizer(),
     )
     assert isinstance(trainer.model, DoctorModel)
 
 
 def test_wrong_length_rewards_name_the_example(tmp_path):
     dataset = scored_dataset(4).map(
-        lambda example, index: {"chosen_token_rewards": example["chosen_token_rewards"] + ([0.5] if index == 2 else [])},
+        lambda example, index: {
+            "chosen_token_rewards": example["chosen_token_rewards"] + ([0.5] if index == 2 else [])
+        },
         with_indices=True,
     )
     with pytest.raises(ValueError, match="Example 2: `chosen_ids` has"):
         TFPOTrainer(
-            DoctorModel(tiny_causal_lm()), args=make_args(tmp_path), train_dataset=dataset,
+            DoctorModel(tiny_causal_lm()),
+            args=make_args(tmp_path),
+            train_dataset=dataset,
             processing_class=tiny_tokenizer(),
         )
 
@@ -235,8 +271,10 @@ def test_wrong_length_rewards_name_the_example(tmp_path):
 def test_all_zero_rewards_warn_once_and_still_train(tmp_path):
     with pytest.warns(UserWarning, match="Every token reward") as record:
         trainer = TFPOTrainer(
-            DoctorModel(tiny_causal_lm()), args=make_args(tmp_path, learning_rate=1e-2),
-            train_dataset=scored_dataset(8, zero_rewards=True), processing_class=tiny_tokenizer(),
+            DoctorModel(tiny_causal_lm()),
+            args=make_args(tmp_path, learning_rate=1e-2),
+            train_dataset=scored_dataset(8, zero_rewards=True),
+            processing_class=tiny_tokenizer(),
         )
     assert sum("Every token reward" in str(w.message) for w in record) == 1
     head_before = trainer.model.value_head.summary.weight.clone()
@@ -247,43 +285,57 @@ def test_all_zero_rewards_warn_once_and_still_train(tmp_path):
 def test_vocabulary_mismatch_names_both_sizes(tmp_path):
     with pytest.raises(ValueError, match="300 tokens but the patient's has 259"):
         TFPOTrainer(
-            DoctorModel(tiny_causal_lm(vocab_size=300)), patient_model=tiny_causal_lm(),
-            args=make_args(tmp_path), train_dataset=letter_preference_dataset(4), processing_class=tiny_tokenizer(),
+            DoctorModel(tiny_causal_lm(vocab_size=300)),
+            patient_model=tiny_causal_lm(),
+            args=make_args(tmp_path),
+            train_dataset=letter_preference_dataset(4),
+            processing_class=tiny_tokenizer(),
         )
 
 
 def test_missing_patient_and_rewards_says_how_to_provide_either(tmp_path):
     with pytest.raises(ValueError, match="patient_model=.*score_dataset"):
         TFPOTrainer(
-            DoctorModel(tiny_causal_lm()), args=make_args(tmp_path),
-            train_dataset=letter_preference_dataset(4), processing_class=tiny_tokenizer(),
+            DoctorModel(tiny_causal_lm()),
+            args=make_args(tmp_path),
+            train_dataset=letter_preference_dataset(4),
+            processing_class=tiny_tokenizer(),
         )
 
 
 def test_empty_prompt_is_rejected(tmp_path):
-    dataset = scored_dataset(3).map(lambda example, index: {"prompt_ids": [] if index == 1 else example["prompt_ids"]},
-                                    with_indices=True)
+    dataset = scored_dataset(3).map(
+        lambda example, index: {"prompt_ids": [] if index == 1 else example["prompt_ids"]}, with_indices=True
+    )
     with pytest.raises(ValueError, match="Example 1 has an empty prompt"):
         TFPOTrainer(
-            DoctorModel(tiny_causal_lm()), args=make_args(tmp_path), train_dataset=dataset,
+            DoctorModel(tiny_causal_lm()),
+            args=make_args(tmp_path),
+            train_dataset=dataset,
             processing_class=tiny_tokenizer(),
         )
 
 
 def test_bf16_mixed_precision_trains_with_finite_losses(tmp_path):
     trainer = TFPOTrainer(
-        DoctorModel(tiny_causal_lm(seed=2, logit_scale=1.0)), args=make_args(tmp_path, bf16=True, learning_rate=1e-3),
-        train_dataset=scored_dataset(8), processing_class=tiny_tokenizer(),
+        DoctorModel(tiny_causal_lm(seed=2, logit_scale=1.0)),
+        args=make_args(tmp_path, bf16=True, learning_rate=1e-3),
+        train_dataset=scored_dataset(8),
+        processing_class=tiny_tokenizer(),
     )
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss/subtb" in entry]
-    assert logged and all(torch.isfinite(torch.tensor([e["loss"], e["loss/subtb"], e["loss/value"]])).all() for e in logged)
+    assert logged and all(
+        torch.isfinite(torch.tensor([e["loss"], e["loss/subtb"], e["loss/value"]])).all() for e in logged
+    )
 
 
 def test_value_head_learning_rate_gets_its_own_optimizer_group(tmp_path):
     trainer = TFPOTrainer(
-        DoctorModel(tiny_causal_lm(seed=2)), args=make_args(tmp_path, learning_rate=1e-4, value_head_learning_rate=3e-2),
-        train_dataset=scored_dataset(8), processing_class=tiny_tokenizer(),
+        DoctorModel(tiny_causal_lm(seed=2)),
+        args=make_args(tmp_path, learning_rate=1e-4, value_head_learning_rate=3e-2),
+        train_dataset=scored_dataset(8),
+        processing_class=tiny_tokenizer(),
     )
     trainer.create_optimizer_and_scheduler(num_training_steps=2)
     head = {id(p) for p in trainer.model.value_head.parameters()}

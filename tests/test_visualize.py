@@ -34,7 +34,10 @@ def make(tokens, rewards, token_ids=None):
 @pytest.fixture
 def chosen():
     # Byte-level BPE token strings, as SmolLM2's tokenizer returns them: 'Ġ' is a space, 'Ċ' a newline.
-    return make(["Hello", "Ġworld", "Ġ<", "b", ">", "Ċ", "Ġ&", "ĠcafÃ©", "<|im_end|>"], [0.9, 0.0, 0.6, 0.0, 0.0, 0.8, 0.0, 0.55, 0.7])
+    return make(
+        ["Hello", "Ġworld", "Ġ<", "b", ">", "Ċ", "Ġ&", "ĠcafÃ©", "<|im_end|>"],
+        [0.9, 0.0, 0.6, 0.0, 0.0, 0.8, 0.0, 0.55, 0.7],
+    )
 
 
 @pytest.fixture
@@ -44,7 +47,9 @@ def rejected():
 
 def spans(page):
     """(style, title, text) of every token span in the page."""
-    return re.findall(r'<span class="tok" style="([^"]*)" title="([^"]*)">(.*?)</span>(?=<span class="tok"|</div>)', page, re.S)
+    return re.findall(
+        r'<span class="tok" style="([^"]*)" title="([^"]*)">(.*?)</span>(?=<span class="tok"|</div>)', page, re.S
+    )
 
 
 def test_clean_token():
@@ -60,7 +65,9 @@ def test_clean_token():
 
 
 def test_html_written_escaped_and_coloured(tmp_path, chosen, rejected):
-    path = render_token_rewards_html([chosen, rejected], tmp_path / "out" / "rewards.html", title="Tiny <test>", labels=["chosen", "rejected"])
+    path = render_token_rewards_html(
+        [chosen, rejected], tmp_path / "out" / "rewards.html", title="Tiny <test>", labels=["chosen", "rejected"]
+    )
     assert path.exists() and path.stat().st_size > 500
     page = path.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "</html>" in page
@@ -116,7 +123,9 @@ def test_bad_arguments(tmp_path, chosen):
 
 def test_png(tmp_path, chosen, rejected):
     long = make([f"Ġtok{i}" for i in range(60)], [((-1) ** i) * (i % 7) / 7 for i in range(60)])
-    path = plot_token_rewards_png([chosen, rejected, long], tmp_path / "fig" / "rewards.png", labels=["chosen", "rejected", "$long$"])
+    path = plot_token_rewards_png(
+        [chosen, rejected, long], tmp_path / "fig" / "rewards.png", labels=["chosen", "rejected", "$long$"]
+    )
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 20_000

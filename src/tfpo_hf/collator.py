@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+
 REF_COLUMNS = ("ref_chosen_token_logps", "ref_rejected_token_logps")
 
 
@@ -38,7 +39,9 @@ class TokenRewardCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         prompts = [feature["prompt_ids"] for feature in features] * 2
-        completions = [feature["chosen_ids"] for feature in features] + [feature["rejected_ids"] for feature in features]
+        completions = [feature["chosen_ids"] for feature in features] + [
+            feature["rejected_ids"] for feature in features
+        ]
         rewards = [feature["chosen_token_rewards"] for feature in features] + [
             feature["rejected_token_rewards"] for feature in features
         ]

@@ -1,10 +1,22 @@
-"""Configuration: `TokenRewardConfig` (stage 1) and `TFPOConfig` (stage 2, a `TrainingArguments`)."""
+"""Configuration: `TokenRewardConfig` (stage 1) and `TFPOConfig` (stage 2, a `TrainingArguments`).
+
+The fields the two stages share (the patient's two faces, the reward's `theta` and `tau`, and the truncation
+settings) are declared once, in `_TokenRewardFields`, which both classes inherit, and are validated once, by
+`_TokenRewardFields._validate_token_reward_fields`.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from transformers import TrainingArguments
+
+from .doctor_config import UNRECORDED_BETA  # noqa: F401  (re-exported: its historical home)
+
 
 DEFAULT_POSITIVE_SYSTEM_PROMPT = (
     "You are a helpful, accurate and polite assistant. "
@@ -14,147 +26,453 @@ DEFAULT_NEGATIVE_SYSTEM_PROMPT = (
     "You are an assistant that gives minimal, vague answers. Omit important details and do not explain."
 )
 DEFAULT_GUIDANCE_BETA = 2.0  # measured on the demo task's validation prompts: docs/results.md
-UNRECORDED_BETA = 0.5  # the weight of a doctor that records no decoding defaults (a plain causal LM, an old doctor)
 DEFAULT_FACE_TEMPLATE = "{system_prompt}\n\n{prompt}"
 TRUNCATION_MODES = ("keep_start", "keep_end")
 FLOW_REFERENCES = ("initial", "none")
 
+# Help strings are rendered by argparse (`--help`), which %-formats them: never put a bare "%" in one.
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation helpers: every message names the field, the value and what to do instead.
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _invalid(name: str, value: Any, requirement: str, fix: str) -> ValueError:
+    return ValueError(f"`{name}` must be {requirement}, got {value!r}. {fix}")
+
+
+def _check_finite(name: str, value: Any, fix: str) -> None:
+    if not _is_real(value) or not math.isfinite(value):
+        raise _invalid(name, value, "a finite number", fix)
+
+
+def _check_positive(name: str, value: Any, fix: str) -> None:
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        raise _invalid(name, value, "a finite number > 0", fix)
+
+
+def _check_int_at_least(name: str, value: Any, minimum: int, fix: str, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not _is_int(value) or value < minimum:
+        raise _invalid(name, value, f"{'None or ' if optional else ''}an integer >= {minimum}", fix)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise _invalid(name, value, f"one of {choices}", f"Set `{name}` to one of {', '.join(map(repr, choices))}.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fields shared by stage 1 (`TokenRewardConfig`) and stage 2 (`TFPOConfig`).
+
 
 @dataclass
-class TokenRewardConfig:
-    """Settings of stage 1: how the patient's two faces turn responses into sparse, signed token rewards.
+class _TokenRewardFields:
+    """The stage-1 fields that `TokenRewardConfig` and `TFPOConfig` share: declared, documented and validated once.
+
+    A mixin: it has no `__post_init__`, so it stays out of `TrainingArguments.__post_init__`'s way; each config calls
+    `_validate_token_reward_fields()` from its own `__post_init__`. `TFPOConfig` lists it before
+    `TrainingArguments`, so `output_dir` stays its first (positional) field.
+    """
+
+    positive_system_prompt: str = field(
+        default=DEFAULT_POSITIVE_SYSTEM_PROMPT,
+        metadata={"help": "System prompt of the patient's positive face (helpful, accurate, polite, complete)."},
+    )
+    negative_system_prompt: str = field(
+        default=DEFAULT_NEGATIVE_SYSTEM_PROMPT,
+        metadata={"help": "System prompt of the patient's negative face (minimal, vague, omits details)."},
+    )
+    theta: float = field(
+        default=0.5,
+        metadata={
+            "help": "Sparsity threshold on the normalised reward S_t = tanh(Delta_t / ((mean Delta + eps) * tau)), in "
+            "[0, 1): tokens with S_t <= theta get reward 0. The default 0.5 keeps tokens whose Delta is above 0.55 "
+            "times the response's mean."
+        },
+    )
+    tau: float = field(
+        default=1.0,
+        metadata={"help": "Temperature of the reward normalisation, > 0: a larger tau gives smaller S_t."},
+    )
+    max_length: int | None = field(
+        default=1024,
+        metadata={
+            "help": "Maximum length of prompt + response (tokens) for the doctor, at least 2; longer pairs are "
+            "truncated as `truncation_mode` says. None: no limit."
+        },
+    )
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Maximum prompt length (tokens), at least 1; longer prompts keep their last tokens. None: no "
+            "limit."
+        },
+    )
+    truncation_mode: str = field(
+        default="keep_start",
+        metadata={
+            "help": "How a pair longer than `max_length` is cut: `keep_start` cuts the end of the response; "
+            "`keep_end` first drops prompt tokens from the start (at least one is kept), then cuts the response.",
+            "choices": list(TRUNCATION_MODES),
+        },
+    )
+
+    def _validate_token_reward_fields(self) -> None:
+        _check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)
+        if not _is_real(self.theta) or not 0.0 <= self.theta < 1.0:
+            raise _invalid(
+                "theta",
+                self.theta,
+                "in [0, 1)",
+                "S_t = tanh(...) lies in [0, 1), so theta >= 1 would zero every reward; the default is 0.5.",
+            )
+        _check_positive("tau", self.tau, "It divides the normalised gap; the default is 1.0.")
+        _check_int_at_least(
+            "max_length",
+            self.max_length,
+            2,
+            "Prompt and response need at least one token each; use None for no limit.",
+            optional=True,
+        )
+        _check_int_at_least(
+            "max_prompt_length", self.max_prompt_length, 1, "Use None for no prompt limit.", optional=True
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 1
+
+
+@dataclass
+class TokenRewardConfig(_TokenRewardFields):
+    r"""
+    Configuration of stage 1, [`TokenRewardScorer`]: how the patient's two faces turn preference responses into
+    sparse, signed token rewards.
 
     Delta_t = |log p_pos(y_t) - log p_neg(y_t)|, S_t = tanh(Delta_t / ((mean_j Delta_j + eps) * tau)),
     r_t = sign * S_t * 1[S_t > theta] (sign = +1 chosen, -1 rejected).
 
-    Args:
-        positive_system_prompt: system prompt of the positive face (helpful, accurate, polite, complete).
-        negative_system_prompt: system prompt of the negative face (minimal, vague, omits details).
-        theta: sparsity threshold on S_t; tokens with S_t <= theta get reward 0. tanh(1) ~ 0.76 keeps only
+    Using [`~transformers.HfArgumentParser`] (or TRL's `TrlParser`, as `tfpo-hf rewards` does) this class turns into
+    command-line arguments. `TFPOConfig` carries the same fields (`batch_size` there is `reward_batch_size`) for a
+    trainer that scores its dataset itself; `TFPOConfig.to_token_reward_config()` builds this class from them.
+
+    Parameters:
+        > The patient's faces and the reward
+
+        positive_system_prompt (`str`, *optional*, defaults to `DEFAULT_POSITIVE_SYSTEM_PROMPT`):
+            System prompt of the positive face (helpful, accurate, polite, complete).
+        negative_system_prompt (`str`, *optional*, defaults to `DEFAULT_NEGATIVE_SYSTEM_PROMPT`):
+            System prompt of the negative face (minimal, vague, omits details).
+        theta (`float`, *optional*, defaults to `0.5`):
+            Sparsity threshold on S_t, in [0, 1); tokens with S_t <= theta get reward 0. tanh(1) ~ 0.76 keeps only
             tokens whose Delta is above the response's mean; the default 0.5 keeps Delta > 0.55 x mean.
-        tau: temperature of the normalisation (larger tau, smaller S).
-        eps: added to the mean Delta so a response the faces agree on entirely gives S = 0, not NaN.
-        batch_size: sequences per patient forward (each example costs 4: two faces x chosen/rejected).
-        max_length: maximum doctor sequence length (prompt + response tokens); longer responses are truncated.
-        max_prompt_length: prompts longer than this keep their last tokens (None: no limit).
-        truncation_mode: `keep_start` cuts the end of the response; `keep_end` first drops prompt tokens from
-            the start (at least one is kept), then cuts the response.
-        face_template: for plain-text prompts, how a face's system prompt and the prompt are joined (chat
-            datasets use the tokenizer's chat template with the face as the system message instead).
+        tau (`float`, *optional*, defaults to `1.0`):
+            Temperature of the normalisation, > 0 (larger tau, smaller S).
+        eps (`float`, *optional*, defaults to `1e-6`):
+            Added to the mean Delta, > 0, so a response the faces agree on entirely gives S = 0, not NaN.
+        face_template (`str`, *optional*, defaults to `"{system_prompt}\n\n{prompt}"`):
+            For plain-text prompts, how a face's system prompt and the prompt are joined; must contain both
+            `{system_prompt}` and `{prompt}`. Chat datasets use the tokenizer's chat template with the face as the
+            system message instead.
+
+        > Batching and truncation
+
+        batch_size (`int`, *optional*, defaults to `8`):
+            Sequences per patient forward, at least 1 (each example costs 4: two faces x chosen/rejected).
+        max_length (`int` or `None`, *optional*, defaults to `1024`):
+            Maximum doctor sequence length (prompt + response tokens), at least 2; longer pairs are truncated as
+            `truncation_mode` says. `None`: no limit.
+        max_prompt_length (`int` or `None`, *optional*, defaults to `None`):
+            Prompts longer than this keep their last tokens; at least 1. `None`: no limit.
+        truncation_mode (`str`, *optional*, defaults to `"keep_start"`):
+            `"keep_start"` cuts the end of the response; `"keep_end"` first drops prompt tokens from the start (at
+            least one is kept), then cuts the response.
     """
 
-    positive_system_prompt: str = DEFAULT_POSITIVE_SYSTEM_PROMPT
-    negative_system_prompt: str = DEFAULT_NEGATIVE_SYSTEM_PROMPT
-    theta: float = 0.5
-    tau: float = 1.0
-    eps: float = 1e-6
-    batch_size: int = 8
-    max_length: int | None = 1024
-    max_prompt_length: int | None = None
-    truncation_mode: str = "keep_start"
-    face_template: str = DEFAULT_FACE_TEMPLATE
+    eps: float = field(
+        default=1e-6,
+        metadata={
+            "help": "Added to the mean Delta, > 0, so a response the faces agree on entirely gives S = 0, not NaN."
+        },
+    )
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "Sequences per patient forward, at least 1 (each example costs 4: two faces x chosen/rejected)."
+        },
+    )
+    face_template: str = field(
+        default=DEFAULT_FACE_TEMPLATE,
+        metadata={
+            "help": "For plain-text prompts, how a face's system prompt and the prompt are joined; must contain "
+            "'{system_prompt}' and '{prompt}'. Chat datasets use the chat template with the face as system message."
+        },
+    )
 
     def __post_init__(self):
-        if self.truncation_mode not in TRUNCATION_MODES:
-            raise ValueError(f"truncation_mode must be one of {TRUNCATION_MODES}, got {self.truncation_mode!r}.")
-        if not 0.0 <= self.theta < 1.0:
-            raise ValueError(f"theta must be in [0, 1) since S_t = tanh(...) is; got {self.theta}.")
-        if self.tau <= 0 or self.eps <= 0:
-            raise ValueError(f"tau and eps must be positive, got tau={self.tau}, eps={self.eps}.")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
-        if "{system_prompt}" not in self.face_template or "{prompt}" not in self.face_template:
-            raise ValueError("face_template must contain both '{system_prompt}' and '{prompt}'.")
+        self._validate_token_reward_fields()
+        _check_positive("eps", self.eps, "It keeps S_t finite when the faces agree; the default is 1e-6.")
+        _check_int_at_least("batch_size", self.batch_size, 1, "It is the number of sequences per patient forward.")
+        if (
+            not isinstance(self.face_template, str)
+            or "{system_prompt}" not in self.face_template
+            or "{prompt}" not in self.face_template
+        ):
+            raise _invalid(
+                "face_template",
+                self.face_template,
+                "a string containing both '{system_prompt}' and '{prompt}'",
+                f"The default is {DEFAULT_FACE_TEMPLATE!r}.",
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 2
 
 
 @dataclass
-class TFPOConfig(TrainingArguments):
-    """Training arguments for `TFPOTrainer`: `transformers.TrainingArguments` plus TRL-style data fields, the
-    TFPO loss fields and the stage-1 reward fields used when the trainer scores the dataset itself.
+class TFPOConfig(_TokenRewardFields, TrainingArguments):
+    r"""
+    Configuration class for [`TFPOTrainer`].
 
-    Defaults that differ from `TrainingArguments`: `learning_rate=1e-5`, `logging_steps=10`,
-    `remove_unused_columns=False` (the collator picks its columns).
+    This class includes only the parameters that are specific to TFPO training. For a full list of training
+    arguments, please refer to the [`~transformers.TrainingArguments`] documentation. Note that default values in
+    this class may differ from those in [`~transformers.TrainingArguments`].
+
+    Using [`~transformers.HfArgumentParser`] (or TRL's `TrlParser`, as `tfpo-hf train` does) we can turn this class
+    into [argparse](https://docs.python.org/3/library/argparse#module-argparse) arguments that can be specified on
+    the command line.
+
+    Parameters:
+        > Parameters that control the model
+
+        model_init_kwargs (`dict[str, Any]` or `str`, *optional*):
+            Keyword arguments for `DoctorModel.from_pretrained` (and so
+            [`~transformers.AutoModelForCausalLM.from_pretrained`]), used when the `model` argument of the
+            [`TFPOTrainer`] is a string. On the command line, a JSON object: `--model_init_kwargs '{"dtype":
+            "bfloat16"}'`.
+
+        > Parameters that control the data preprocessing
+
+        dataset_num_proc (`int`, *optional*):
+            Number of processes to use for scoring and tokenizing the dataset.
+        max_length (`int` or `None`, *optional*, defaults to `1024`):
+            Maximum length of prompt + response (tokens) for the doctor, at least 2. Longer pairs are truncated as
+            `truncation_mode` says. If `None`, no truncation is applied.
+        max_prompt_length (`int` or `None`, *optional*, defaults to `None`):
+            Maximum prompt length (tokens), at least 1; longer prompts keep their last tokens. If `None`, no limit.
+        truncation_mode (`str`, *optional*, defaults to `"keep_start"`):
+            Truncation mode when prompt + response exceeds `max_length`: `"keep_start"` cuts the end of the
+            response; `"keep_end"` first drops prompt tokens from the start (at least one is kept), then cuts the
+            response.
+        pad_to_multiple_of (`int`, *optional*):
+            If set, the collator pads each batch's sequences to a multiple of this value.
+
+        > Parameters that control the TFPO loss
+
+        flow_reference (`str`, *optional*, defaults to `"initial"`):
+            Reference policy pi_ref in the prefix score log Q(s_t) = sum_k [r_k + log pi_ref(y_k | s_k-1)]:
+            `"initial"` = the doctor's initial weights (a LoRA doctor's base, a full-weight doctor's frozen start),
+            decoded by ratio guidance; `"none"` = the paper's literal flow (log Q = cumulative reward), kept as an
+            ablation: measured, it does not steer.
+        precompute_ref_log_probs (`bool`, *optional*, defaults to `True`):
+            Whether to compute the reference log-probabilities once, before training, into dataset columns (as
+            TRL's DPO does): one no-grad forward per pair instead of one per pair and epoch, and no frozen copy of a
+            full-weight doctor in memory. If `False`, they are computed per batch (LoRA: adapter disabled).
+        lambda_value (`float`, *optional*, defaults to `0.1`):
+            Weight of the value-discrimination loss in L = L_SubTB + lambda_value * L_value; >= 0 (0 turns it off).
+        gamma (`float`, *optional*, defaults to `0.1`):
+            Margin of the value-discrimination hinge loss relu(gamma - (log V_chosen - log V_rejected)).
+        value_head_learning_rate (`float`, *optional*):
+            Learning rate of the value head. If `None`, `learning_rate`. log V has to track the doctor's cumulative
+            log-probability, far from its zero start; a higher rate lets it catch up.
+        subtb_max_span (`int`, *optional*):
+            If set (at least 1), only subtrajectories of at most this many tokens enter the subtrajectory-balance
+            loss. If `None`, every pair of states does.
+
+        > Parameters that control stage-1 token rewards
+
+        Used when the training dataset has no token rewards yet and the trainer scores it with the patient;
+        `to_token_reward_config()` returns them as a [`TokenRewardConfig`].
+
+        positive_system_prompt (`str`, *optional*, defaults to `DEFAULT_POSITIVE_SYSTEM_PROMPT`):
+            System prompt of the patient's positive face (helpful, accurate, polite, complete).
+        negative_system_prompt (`str`, *optional*, defaults to `DEFAULT_NEGATIVE_SYSTEM_PROMPT`):
+            System prompt of the patient's negative face (minimal, vague, omits details).
+        theta (`float`, *optional*, defaults to `0.5`):
+            Sparsity threshold on the normalised reward S_t, in [0, 1); tokens with S_t <= theta get reward 0.
+        tau (`float`, *optional*, defaults to `1.0`):
+            Temperature of the reward normalisation, > 0.
+        reward_batch_size (`int`, *optional*, defaults to `8`):
+            Sequences per patient forward when scoring, at least 1 (`TokenRewardConfig.batch_size`).
+
+        > Decoding defaults saved with the doctor
+
+        [`DoctorLogitsProcessor`] and [`GuidedModel`] use them when a call gives no weights.
+
+        guidance_alpha (`float`, *optional*, defaults to `1.0`):
+            Default weight alpha of the patient's log-probabilities; finite.
+        guidance_beta (`float`, *optional*, defaults to `DEFAULT_GUIDANCE_BETA` = `2.0`):
+            Default doctor weight beta, finite: ratio guidance log p_patient + beta * (log p_doctor - log p_ref) for
+            `flow_reference="initial"`, the mix alpha * log p_patient + beta * log p_doctor for `"none"`. The default
+            comes from the sweep in docs/results.md.
+
+    > [!NOTE]
+    > These parameters have default values different from [`~transformers.TrainingArguments`]:
+    > - `learning_rate`: Defaults to `1e-5` instead of `5e-5`.
+    > - `logging_steps`: Defaults to `10` instead of `500`.
+    > - `remove_unused_columns`: Defaults to `False` instead of `True` (the TFPO collator picks its columns).
     """
 
+    # Parameters whose default values are overridden from TrainingArguments
     learning_rate: float = field(default=1e-5, metadata={"help": "The initial learning rate for AdamW."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the TFPO collator selects the token-reward columns itself."}
     )
 
-    # Model and data (TRL naming)
+    # Parameters that control the model
     model_init_kwargs: dict | str | None = field(
         default=None,
-        metadata={"help": "Keyword arguments for `AutoModelForCausalLM.from_pretrained` when `model` is a string."},
+        metadata={
+            "help": "Keyword arguments for `DoctorModel.from_pretrained` (`AutoModelForCausalLM.from_pretrained`), "
+            "used when the `model` argument of the `TFPOTrainer` is a string. On the command line, a JSON object, "
+            'e.g. \'{"dtype": "bfloat16"}\'.'
+        },
     )
-    dataset_num_proc: int | None = field(default=None, metadata={"help": "Processes for dataset preprocessing."})
-    max_length: int | None = field(
-        default=1024, metadata={"help": "Maximum length of prompt + response for the doctor; longer ones are truncated."}
-    )
-    max_prompt_length: int | None = field(
-        default=None, metadata={"help": "Maximum prompt length; longer prompts keep their last tokens."}
-    )
-    truncation_mode: str = field(
-        default="keep_start",
-        metadata={"help": "`keep_start` cuts the end of the response; `keep_end` drops prompt tokens first.",
-                  "choices": list(TRUNCATION_MODES)},
-    )
-    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batches to a multiple of this."})
 
-    # TFPO loss
+    # Parameters that control the data preprocessing (max_length, max_prompt_length, truncation_mode: shared)
+    dataset_num_proc: int | None = field(
+        default=None, metadata={"help": "Number of processes to use for scoring and tokenizing the dataset."}
+    )
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={"help": "If set, the collator pads each batch's sequences to a multiple of this value."},
+    )
+
+    # Parameters that control the TFPO loss
     flow_reference: str = field(
         default="initial",
-        metadata={"help": "Reference policy pi_ref in the prefix score log Q(s_t) = sum_k [r_k + log pi_ref(y_k | s_k-1)]: "
-                  "`initial` = the doctor's initial weights (a LoRA doctor's base, a full-weight doctor's frozen "
-                  "start), decoded by ratio guidance; `none` = the paper's literal flow (log Q = cumulative reward), "
-                  "kept as an ablation: measured, it does not steer.",
-                  "choices": list(FLOW_REFERENCES)},
+        metadata={
+            "help": "Reference policy pi_ref in the prefix score log Q(s_t) = sum_k [r_k + log pi_ref(y_k | s_k-1)]: "
+            "`initial` = the doctor's initial weights (a LoRA doctor's base, a full-weight doctor's frozen start), "
+            "decoded by ratio guidance; `none` = the paper's literal flow (log Q = cumulative reward), kept as an "
+            "ablation: measured, it does not steer.",
+            "choices": list(FLOW_REFERENCES),
+        },
     )
     precompute_ref_log_probs: bool = field(
         default=True,
-        metadata={"help": "Compute the reference log-probabilities once, before training, into dataset columns (as "
-                  "TRL's DPO does): one no-grad forward per pair instead of one per pair and epoch, and no frozen "
-                  "copy of a full-weight doctor in memory. False: per batch (LoRA: adapter disabled)."},
+        metadata={
+            "help": "Compute the reference log-probabilities once, before training, into dataset columns (as "
+            "TRL's DPO does): one no-grad forward per pair instead of one per pair and epoch, and no frozen "
+            "copy of a full-weight doctor in memory. False: per batch (LoRA: adapter disabled)."
+        },
     )
-    lambda_value: float = field(default=0.1, metadata={"help": "Weight of the value-discrimination loss."})
+    lambda_value: float = field(
+        default=0.1,
+        metadata={
+            "help": "Weight of the value-discrimination loss in L = L_SubTB + lambda_value * L_value; >= 0 (0 "
+            "turns it off)."
+        },
+    )
     gamma: float = field(default=0.1, metadata={"help": "Margin of the value-discrimination hinge loss."})
     value_head_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Learning rate of the value head (None: `learning_rate`). log V has to track the doctor's "
-                  "cumulative log-probability, far from its zero start; a higher rate lets it catch up."},
+        metadata={
+            "help": "Learning rate of the value head (None: `learning_rate`). log V has to track the doctor's "
+            "cumulative log-probability, far from its zero start; a higher rate lets it catch up."
+        },
     )
     subtb_max_span: int | None = field(
-        default=None, metadata={"help": "Only subtrajectories of at most this many tokens (None: all pairs)."}
+        default=None,
+        metadata={"help": "Only subtrajectories of at most this many tokens, at least 1 (None: all pairs of states)."},
     )
 
-    # Stage 1 rewards, used when the training dataset has no token rewards yet
-    theta: float = field(default=0.5, metadata={"help": "Sparsity threshold on the normalised reward S_t."})
-    tau: float = field(default=1.0, metadata={"help": "Temperature of the reward normalisation."})
-    positive_system_prompt: str = field(
-        default=DEFAULT_POSITIVE_SYSTEM_PROMPT, metadata={"help": "System prompt of the patient's positive face."}
+    # Parameters that control stage-1 token rewards (the faces, theta and tau: shared)
+    reward_batch_size: int = field(
+        default=8, metadata={"help": "Sequences per patient forward when scoring, at least 1."}
     )
-    negative_system_prompt: str = field(
-        default=DEFAULT_NEGATIVE_SYSTEM_PROMPT, metadata={"help": "System prompt of the patient's negative face."}
-    )
-    reward_batch_size: int = field(default=8, metadata={"help": "Sequences per patient forward when scoring."})
 
     # Decoding defaults saved with the doctor (`DoctorLogitsProcessor` uses them when a call gives no weights)
-    guidance_alpha: float = field(default=1.0, metadata={"help": "Default patient weight alpha saved with the doctor."})
+    guidance_alpha: float = field(
+        default=1.0, metadata={"help": "Default patient weight alpha saved with the doctor."}
+    )
     guidance_beta: float = field(
         default=DEFAULT_GUIDANCE_BETA,
-        metadata={"help": "Default doctor weight beta saved with the doctor: ratio guidance log p_patient + beta * "
-                  "(log p_doctor - log p_ref) for `flow_reference=initial`, the mix alpha * log p_patient + beta * "
-                  "log p_doctor for `none`. The default comes from the sweep in docs/results.md."},
+        metadata={
+            "help": "Default doctor weight beta saved with the doctor: ratio guidance log p_patient + beta * "
+            "(log p_doctor - log p_ref) for `flow_reference=initial`, the mix alpha * log p_patient + beta * "
+            "log p_doctor for `none`. The default comes from the sweep in docs/results.md."
+        },
     )
 
     def __post_init__(self):
-        if self.truncation_mode not in TRUNCATION_MODES:
-            raise ValueError(f"truncation_mode must be one of {TRUNCATION_MODES}, got {self.truncation_mode!r}.")
-        if self.flow_reference not in FLOW_REFERENCES:
-            raise ValueError(f"flow_reference must be one of {FLOW_REFERENCES}, got {self.flow_reference!r}.")
+        self._validate_token_reward_fields()
+        self.model_init_kwargs = _parse_model_init_kwargs(self.model_init_kwargs)
+        _check_choice("flow_reference", self.flow_reference, FLOW_REFERENCES)
+        _check_finite(
+            "guidance_alpha", self.guidance_alpha, "It is the patient's weight at decoding; the default is 1.0."
+        )
+        _check_finite(
+            "guidance_beta",
+            self.guidance_beta,
+            f"It is the doctor's weight at decoding; the default is {DEFAULT_GUIDANCE_BETA}.",
+        )
+        if not _is_real(self.lambda_value) or not math.isfinite(self.lambda_value) or self.lambda_value < 0:
+            raise _invalid(
+                "lambda_value",
+                self.lambda_value,
+                "a finite number >= 0",
+                "It weights the value-discrimination loss; 0 turns it off, the default is 0.1.",
+            )
+        _check_finite("gamma", self.gamma, "It is the hinge margin of the value loss; the default is 0.1.")
+        _check_int_at_least(
+            "subtb_max_span", self.subtb_max_span, 1, "Use None to count every subtrajectory.", optional=True
+        )
+        _check_int_at_least(
+            "reward_batch_size", self.reward_batch_size, 1, "It is the number of sequences per patient forward."
+        )
         super().__post_init__()
 
     def to_token_reward_config(self) -> TokenRewardConfig:
-        """The stage-1 settings carried by these training arguments."""
-        shared = {f.name for f in fields(TokenRewardConfig)} & {f.name for f in fields(self)}
+        """The stage-1 settings carried by these training arguments (`reward_batch_size` becomes `batch_size`)."""
+        shared = {f.name for f in fields(_TokenRewardFields)}
         return TokenRewardConfig(batch_size=self.reward_batch_size, **{name: getattr(self, name) for name in shared})
+
+
+def _parse_model_init_kwargs(value: Any) -> dict | None:
+    """`model_init_kwargs` as a dict: the CLI passes it as a JSON string (as TRL's configs accept it)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"`model_init_kwargs` must be a JSON object when given as a string, got {value!r} ({error}). "
+                'Example: --model_init_kwargs \'{"dtype": "bfloat16"}\'.'
+            ) from None
+        if not isinstance(value, dict):
+            raise _invalid(
+                "model_init_kwargs",
+                value,
+                "a JSON object (a dict of keyword arguments)",
+                'Example: --model_init_kwargs \'{"dtype": "bfloat16"}\'.',
+            )
+    elif value is not None and not isinstance(value, dict):
+        raise _invalid(
+            "model_init_kwargs",
+            value,
+            "None, a dict or a JSON object string",
+            "It is passed as keyword arguments to `DoctorModel.from_pretrained`.",
+        )
+    return value

@@ -23,9 +23,12 @@ from collections.abc import Iterator, Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from .doctor_config import DoctorConfig
+from .hub_files import find_file, hub_kwargs_of
 from .incremental import Stream
 from .logits_process import recorded_weights
-from .modeling import ADAPTER_CONFIG_NAME, _find_file, load_tfpo_config
+from .modeling import ADAPTER_CONFIG_NAME
+
 
 BATCH_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "token_type_ids")
 
@@ -81,8 +84,14 @@ class GuidedModel:
         >>> out = guided.generate(**inputs, max_new_tokens=64, do_sample=True, top_p=0.9)
     """
 
-    def __init__(self, patient: PreTrainedModel, doctors, betas: float | Sequence[float] | None = None,
-                 alpha: float | None = None, **from_pretrained_kwargs):
+    def __init__(
+        self,
+        patient: PreTrainedModel,
+        doctors,
+        betas: float | Sequence[float] | None = None,
+        alpha: float | None = None,
+        **from_pretrained_kwargs,
+    ):
         if hasattr(patient, "peft_config"):
             raise ValueError("The patient already holds a PEFT adapter: give GuidedModel the plain patient model.")
         sources = list(doctors) if isinstance(doctors, (list, tuple)) else [doctors]
@@ -91,28 +100,32 @@ class GuidedModel:
         self.patient = patient
         self.peft_model = None  # the patient wrapped by PEFT once the first adapter is in
         self.adapter_names = [f"doctor_{i}" for i in range(len(sources))]
-        recorded = [self._load_adapter(source, name, from_pretrained_kwargs) for source, name in zip(sources, self.adapter_names)]
+        recorded = [
+            self._load_adapter(source, name, from_pretrained_kwargs)
+            for source, name in zip(sources, self.adapter_names)
+        ]
         self.peft_model.base_model.disable_adapter_layers()  # the patient alone is unchanged outside our calls
-        self.mixes = ["mix" if config.get("guidance") == "mix" else "ratio" for config in recorded]
+        self.mixes = ["mix" if config.guidance == "mix" else "ratio" for config in recorded]
         betas, self.alpha = recorded_weights(recorded, betas, alpha)
         self.betas: list[float] = []
         self.set_betas(betas)
 
     # ------------------------------------------------------------------ loading
-    def _load_adapter(self, source, adapter_name: str, from_pretrained_kwargs: dict) -> dict:
+    def _load_adapter(self, source, adapter_name: str, from_pretrained_kwargs: dict) -> DoctorConfig:
         """Load one doctor's adapter into the patient under `adapter_name`; returns its recorded `tfpo_config`."""
         from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
         if isinstance(source, (str, os.PathLike)):
-            hub_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in ("revision", "token", "cache_dir")}
-            if not _find_file(str(source), ADAPTER_CONFIG_NAME, hub_kwargs):
+            hub_kwargs = hub_kwargs_of(from_pretrained_kwargs)
+            if not find_file(str(source), ADAPTER_CONFIG_NAME, hub_kwargs):
                 raise ValueError(_not_lora_message(str(source)))
             if self.peft_model is None:
-                self.peft_model = PeftModel.from_pretrained(self.patient, str(source), adapter_name=adapter_name,
-                                                            **hub_kwargs)
+                self.peft_model = PeftModel.from_pretrained(
+                    self.patient, str(source), adapter_name=adapter_name, **hub_kwargs
+                )
             else:
                 self.peft_model.load_adapter(str(source), adapter_name=adapter_name, **hub_kwargs)
-            return load_tfpo_config(source, **hub_kwargs)
+            return DoctorConfig.from_pretrained(source, **hub_kwargs)
         lm = getattr(source, "pretrained_model", source)
         if not hasattr(lm, "peft_config") or not hasattr(lm, "get_base_model"):
             raise ValueError(_not_lora_message(getattr(lm, "name_or_path", type(lm).__name__)))
@@ -123,12 +136,14 @@ class GuidedModel:
         else:
             self.peft_model.add_adapter(adapter_name, config)
         set_peft_model_state_dict(self.peft_model, state, adapter_name=adapter_name)
-        return dict(getattr(source, "tfpo_config", None) or {})
+        return DoctorConfig.from_dict(getattr(source, "tfpo_config", None))
 
     # ------------------------------------------------------------------ weights
     def set_betas(self, betas: float | Sequence[float]) -> None:
         """Change the doctors' weights between calls; a doctor with beta 0 gets no rows at all."""
-        betas = [float(betas)] * len(self.adapter_names) if isinstance(betas, numbers.Real) else [float(b) for b in betas]
+        betas = (
+            [float(betas)] * len(self.adapter_names) if isinstance(betas, numbers.Real) else [float(b) for b in betas]
+        )
         if len(betas) != len(self.adapter_names):
             raise ValueError(f"Got {len(betas)} betas for {len(self.adapter_names)} doctors.")
         self.betas = betas
@@ -183,7 +198,8 @@ class GuidedModel:
             handles.append(self.patient.register_forward_hook(mix_logits, with_kwargs=True))
             handles += [
                 module.register_forward_pre_hook(name_rows, with_kwargs=True)
-                for module in self.patient.modules() if isinstance(module, LoraLayer)
+                for module in self.patient.modules()
+                if isinstance(module, LoraLayer)
             ]
             yield groups
         finally:

@@ -10,11 +10,17 @@ from __future__ import annotations
 import inspect
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import DynamicCache
 
 from .adapters import adapter_disabled
+from .logprobs import position_ids_from_mask
+
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,11 @@ class Stream:
 
     def cache_kwarg(self) -> str:
         """transformers renamed `past_key_values` to `cache` during 5.x; wrappers (PEFT) take either via **kwargs."""
-        return "past_key_values" if "past_key_values" in inspect.signature(type(self.model).forward).parameters else "cache"
+        return (
+            "past_key_values"
+            if "past_key_values" in inspect.signature(type(self.model).forward).parameters
+            else "cache"
+        )
 
 
 class IncrementalForward:
@@ -67,7 +77,7 @@ class IncrementalForward:
             parents = self._parents(input_ids) if tuple(streams) == self._streams else None
             if parents is None:
                 mask = self._prompt_attention_mask(input_ids)
-                position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+                position_ids = position_ids_from_mask(mask)
                 new_tokens = input_ids
                 self._streams = tuple(streams)
                 self._caches = [DynamicCache(config=stream.model.config) for stream in streams]

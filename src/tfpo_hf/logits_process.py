@@ -5,36 +5,41 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, PreTrainedModel
+from transformers import LogitsProcessor
 
 from .adapters import has_adapter
-from .config import UNRECORDED_BETA
+from .doctor_config import DoctorConfig
+from .hub_files import hub_kwargs_of
 from .incremental import IncrementalForward, Stream
-from .modeling import load_tfpo_config, truncated_causal_lm
+from .logprobs import log_softmax_keeping_masked
+
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _TOKENIZER_KWARGS = ("cache_dir", "local_files_only", "revision", "subfolder", "token", "trust_remote_code")
-_HUB_KWARGS = ("cache_dir", "revision", "token")
 PATIENT, INITIAL, BASE = "patient", "initial", "base"  # the guided patient; the doctor's initial weights; a LoRA base
 
 
-def recorded_weights(configs: list[dict], betas, alpha) -> tuple[float | Sequence[float], float]:
+def _load_causal_lm(name_or_path, **from_pretrained_kwargs) -> PreTrainedModel:
+    from transformers import AutoModelForCausalLM  # here, not at import: the processor imports fast
+
+    return AutoModelForCausalLM.from_pretrained(name_or_path, **from_pretrained_kwargs)
+
+
+def recorded_weights(configs: list[DoctorConfig], betas, alpha) -> tuple[float | Sequence[float], float]:
     """The weights to decode with: those given, else each doctor's recorded `beta` (`UNRECORDED_BETA` when it records
     none) and the doctors' recorded `alpha` when they agree (else 1)."""
     if betas is None:
-        betas = [config.get("beta", UNRECORDED_BETA) for config in configs]
+        betas = [config.decoding_beta for config in configs]
     if alpha is None:
-        alphas = {config["alpha"] for config in configs if "alpha" in config}
+        alphas = {config.alpha for config in configs if config.alpha is not None}
         alpha = alphas.pop() if len(alphas) == 1 else 1.0
     return betas, float(alpha)
-
-
-def _log_softmax(x: torch.Tensor) -> torch.Tensor:
-    """`log_softmax` over the last dim that keeps `-inf` entries at `-inf`, also on rows that are `-inf` everywhere
-    (where the plain `log_softmax` gives NaN)."""
-    return torch.log_softmax(x, dim=-1).masked_fill(torch.isneginf(x), float("-inf"))
 
 
 def _saved_tokenizer(source: str, hub_lookup: bool, from_pretrained_kwargs: dict):
@@ -48,6 +53,8 @@ def _saved_tokenizer(source: str, hub_lookup: bool, from_pretrained_kwargs: dict
     elif not hub_lookup:
         return None
     try:
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except OSError:
         return None
@@ -154,16 +161,15 @@ class DoctorLogitsProcessor(LogitsProcessor):
         if not sources:
             raise ValueError("`doctors` is empty: give at least one doctor model, path or Hub id.")
         self.doctors: list[PreTrainedModel] = []
-        recorded: list[dict] = []
+        recorded: list[DoctorConfig] = []
         for source in sources:
             if isinstance(source, (str, os.PathLike)):
-                doctor = AutoModelForCausalLM.from_pretrained(source, **from_pretrained_kwargs)
-                hub_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in _HUB_KWARGS}
-                recorded.append(load_tfpo_config(source, **hub_kwargs))
+                doctor = _load_causal_lm(source, **from_pretrained_kwargs)
+                recorded.append(DoctorConfig.from_pretrained(source, **hub_kwargs_of(from_pretrained_kwargs)))
                 source, hub_lookup = str(source), True
             else:
                 doctor = getattr(source, "pretrained_model", source)
-                recorded.append(dict(getattr(source, "tfpo_config", None) or {}))
+                recorded.append(DoctorConfig.from_dict(getattr(source, "tfpo_config", None)))
                 source, hub_lookup = str(getattr(doctor, "name_or_path", "")), False
             if tokenizer is not None:
                 self._check_vocabulary(doctor, tokenizer, _saved_tokenizer(source, hub_lookup, from_pretrained_kwargs))
@@ -183,13 +189,12 @@ class DoctorLogitsProcessor(LogitsProcessor):
         self.betas: list[float] = [0.0] * len(self.doctors)
         self.set_betas(betas)
 
-    def _resolve_references(self, references, recorded: list[dict], tokenizer, from_pretrained_kwargs) -> list:
+    def _resolve_references(self, references, recorded: list[DoctorConfig], tokenizer, from_pretrained_kwargs) -> list:
         """One reference per doctor: `None` (the mix), `"patient"`, `"base"` (a LoRA doctor's base) or a model."""
         if references is None:
-            references = [INITIAL if config.get("guidance") == "ratio" else None for config in recorded]
             references = [
-                PATIENT if reference and config.get("guidance_reference") == PATIENT else reference
-                for reference, config in zip(references, recorded)
+                (PATIENT if config.guidance_reference == PATIENT else INITIAL) if config.uses_ratio else None
+                for config in recorded
             ]
         elif isinstance(references, (str, os.PathLike, torch.nn.Module)):
             references = [references] * len(self.doctors)
@@ -209,33 +214,37 @@ class DoctorLogitsProcessor(LogitsProcessor):
             elif reference == BASE:
                 resolved.append(BASE)
             elif reference == INITIAL:
-                resolved.append(BASE if has_adapter(doctor) else self._initial_model(doctor, config, from_pretrained_kwargs))
+                resolved.append(
+                    BASE if has_adapter(doctor) else self._initial_model(doctor, config, from_pretrained_kwargs)
+                )
             else:
                 model = reference
                 if isinstance(reference, (str, os.PathLike)):
-                    model = AutoModelForCausalLM.from_pretrained(reference, **from_pretrained_kwargs)
+                    model = _load_causal_lm(reference, **from_pretrained_kwargs)
                 if tokenizer is not None:
                     self._check_vocabulary(model, tokenizer, None)
                 resolved.append(model)
         return resolved
 
     @staticmethod
-    def _initial_model(doctor: PreTrainedModel, config: dict, from_pretrained_kwargs: dict) -> PreTrainedModel:
+    def _initial_model(doctor: PreTrainedModel, config: DoctorConfig, from_pretrained_kwargs: dict) -> PreTrainedModel:
         """The weights a full-weight doctor started from: its recorded `reference_name_or_path`, loaded and cut to
         the recorded depth (a doctor made of the patient's first layers)."""
-        name = config.get("reference_name_or_path")
+        name = config.reference_name_or_path
         try:
             if not name:
                 raise OSError("no name recorded")
-            reference = AutoModelForCausalLM.from_pretrained(name, **from_pretrained_kwargs)
+            reference = _load_causal_lm(name, **from_pretrained_kwargs)
         except OSError as error:
             raise ValueError(
                 f"Doctor {doctor.name_or_path!r} was trained against its initial weights ({name!r}), which could not "
                 f"be loaded ({error}): pass that model as `references=` (or `references='none'` to mix the doctor in "
                 "without one)."
             ) from error
-        num_layers = config.get("reference_num_layers")
+        num_layers = config.reference_num_layers
         if num_layers and num_layers < len(reference.get_decoder().layers):
+            from .modeling import truncated_causal_lm
+
             reference = truncated_causal_lm(reference, num_layers)
         return reference.eval()
 
@@ -299,7 +308,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
         """
         if self.alpha == 1 and not self.normalize and all(beta == 0 for beta in self.betas):
             return scores
-        patient_logprobs = _log_softmax(scores)
+        patient_logprobs = log_softmax_keeping_masked(scores)
         mixed = self.alpha * patient_logprobs if self.alpha != 0 else torch.zeros_like(scores)
         uses_patient = self.alpha != 0 or any(
             beta != 0 and reference == PATIENT for beta, reference in zip(self.betas, self.references)
@@ -311,12 +320,13 @@ class DoctorLogitsProcessor(LogitsProcessor):
         for beta, reference in zip(self.betas, self.references):
             if beta == 0:
                 continue
-            term = _log_softmax(next(logits)[:, :vocab_size].float()).to(scores.dtype)
+            term = log_softmax_keeping_masked(next(logits)[:, :vocab_size].float()).to(scores.dtype)
             impossible[:, : term.shape[-1]] |= torch.isneginf(term)
             if reference is not None:
                 reference_logprobs = (
-                    patient_logprobs if reference == PATIENT
-                    else _log_softmax(next(logits)[:, :vocab_size].float()).to(scores.dtype)
+                    patient_logprobs
+                    if reference == PATIENT
+                    else log_softmax_keeping_masked(next(logits)[:, :vocab_size].float()).to(scores.dtype)
                 )
                 width = min(term.shape[-1], reference_logprobs.shape[-1])
                 impossible[:, :width] |= torch.isneginf(reference_logprobs[:, :width])
@@ -325,4 +335,4 @@ class DoctorLogitsProcessor(LogitsProcessor):
             impossible[:, term.shape[-1] :] = True
         # Overwrites the +-inf and NaN that weighted -inf entries leave behind (negative weights, inf - inf).
         mixed = mixed.masked_fill(impossible, float("-inf"))
-        return _log_softmax(mixed) if self.normalize else mixed
+        return log_softmax_keeping_masked(mixed) if self.normalize else mixed

@@ -148,9 +148,7 @@ def _windowed_pair_sums(
     positions = torch.arange(num_states, device=state_mask.device)
     window_sizes = torch.where(state_mask, positions.clamp(max=span), 0)  # [B, T + 1], min(n, w)
     window_sizes_chunked = F.pad(window_sizes, (0, padding[1])).view(batch_size, num_chunks, span)
-    per_state_sums = (
-        window_sizes_chunked * current.square() - 2 * current * window_sums + window_sums_of_squares
-    )
+    per_state_sums = window_sizes_chunked * current.square() - 2 * current * window_sums + window_sums_of_squares
     per_state_sums = torch.where(window_sizes_chunked > 0, per_state_sums, 0.0)
     pair_sums = per_state_sums.sum(dim=(1, 2))
     pair_counts = window_sizes.sum(1).to(residuals_from_start.dtype)
@@ -188,9 +186,7 @@ def value_discrimination_loss(
     if list(mask.shape) != expected:
         raise ValueError(f"mask must have shape [B, T] = {expected} like log_values_chosen, got {list(mask.shape)}")
     valid = mask.bool()
-    dtype = torch.promote_types(
-        torch.promote_types(log_values_chosen.dtype, log_values_rejected.dtype), torch.float32
-    )
+    dtype = torch.promote_types(torch.promote_types(log_values_chosen.dtype, log_values_rejected.dtype), torch.float32)
     margins = log_values_chosen.to(dtype) - log_values_rejected.to(dtype)
     hinges = torch.where(valid, torch.relu(gamma - margins), 0.0)  # drops padding, NaN included
     return hinges.sum() / valid.sum().clamp(min=1)

@@ -13,7 +13,6 @@ With LoRA (PEFT) the LM part is saved as an adapter; the value head is always tr
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
@@ -25,12 +24,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
-from transformers.utils import ModelOutput, cached_file
+from transformers.utils import ModelOutput
 
+from .doctor_config import DoctorConfig
+from .hub_files import find_file, hub_kwargs_of
 from .model_card import write_model_card
 
+
 VALUE_HEAD_WEIGHTS_NAME = "value_head.safetensors"
-TFPO_CONFIG_NAME = "tfpo_config.json"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 LM_PREFIX = "pretrained_model."
 VALUE_HEAD_PREFIX = "value_head."
@@ -97,14 +98,14 @@ class DoctorModel(nn.Module):
         self,
         pretrained_model: PreTrainedModel,
         value_head: ValueHead | None = None,
-        tfpo_config: dict[str, Any] | None = None,
+        tfpo_config: DoctorConfig | dict[str, Any] | None = None,
     ):
         super().__init__()
         self.pretrained_model = pretrained_model
         hidden_size = pretrained_model.config.get_text_config().hidden_size
         self.value_head = value_head if value_head is not None else ValueHead(hidden_size)
         self.value_head.to(device=next(pretrained_model.parameters()).device)
-        self.tfpo_config: dict[str, Any] = dict(tfpo_config or {})
+        self.tfpo_config = DoctorConfig.from_dict(tfpo_config)
 
     # Attributes `Trainer` and `generate` read from the model they are given.
     @property
@@ -162,37 +163,35 @@ class DoctorModel(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_patient(cls, patient: PreTrainedModel, num_layers: int | None = None, **tfpo_config) -> "DoctorModel":
+    def from_patient(cls, patient: PreTrainedModel, num_layers: int | None = None) -> DoctorModel:
         """A doctor made of a copy of the patient's first `num_layers` layers (all of them when None): it shares the
         patient's tokenizer and vocabulary. A full copy (the usual base of a LoRA doctor) is recorded as
         `copy_of_patient`, so ratio guidance can use the patient's own log-probabilities as the reference."""
         depth = len(patient.get_decoder().layers)
         num_layers = depth if num_layers is None else num_layers
-        doctor = cls(truncated_causal_lm(patient, num_layers), tfpo_config=tfpo_config)
-        doctor.tfpo_config.setdefault("patient_name_or_path", patient.config.name_or_path)
-        doctor.tfpo_config["copy_of_patient"] = num_layers == depth
-        return doctor
+        config = DoctorConfig(patient_name_or_path=patient.config.name_or_path, copy_of_patient=num_layers == depth)
+        return cls(truncated_causal_lm(patient, num_layers), tfpo_config=config)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **model_kwargs) -> "DoctorModel":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **model_kwargs) -> DoctorModel:
         """Load a saved doctor, or start a new one (fresh value head) from any causal LM checkpoint or Hub id.
 
         `model_kwargs` go to `AutoModelForCausalLM.from_pretrained` (`dtype`, `revision`, `token`, ...).
         A directory holding a LoRA adapter loads its base model and the adapter (trainable).
         """
         name = str(pretrained_model_name_or_path)
-        hub_kwargs = {k: model_kwargs[k] for k in ("revision", "token", "cache_dir") if k in model_kwargs}
-        if _find_file(name, ADAPTER_CONFIG_NAME, hub_kwargs):
+        hub_kwargs = hub_kwargs_of(model_kwargs)
+        if find_file(name, ADAPTER_CONFIG_NAME, hub_kwargs):
             from peft import AutoPeftModelForCausalLM
 
             lm = AutoPeftModelForCausalLM.from_pretrained(name, is_trainable=True, **model_kwargs)
         else:
             lm = AutoModelForCausalLM.from_pretrained(name, **model_kwargs)
         doctor = cls(lm)
-        head_file = _find_file(name, VALUE_HEAD_WEIGHTS_NAME, hub_kwargs)
+        head_file = find_file(name, VALUE_HEAD_WEIGHTS_NAME, hub_kwargs)
         if head_file:
             doctor.value_head.load_state_dict(_strip_prefix(load_file(head_file), VALUE_HEAD_PREFIX))
-        doctor.tfpo_config = load_tfpo_config(name, **hub_kwargs)
+        doctor.tfpo_config = DoctorConfig.from_pretrained(name, **hub_kwargs)
         return doctor
 
     # ------------------------------------------------------------------ saving
@@ -216,7 +215,9 @@ class DoctorModel(nn.Module):
         if state_dict is None:
             state_dict = self.state_dict()
         lm_state = _strip_prefix(state_dict, LM_PREFIX)
-        head_state = {VALUE_HEAD_PREFIX + k: v.contiguous() for k, v in _strip_prefix(state_dict, VALUE_HEAD_PREFIX).items()}
+        head_state = {
+            VALUE_HEAD_PREFIX + k: v.contiguous() for k, v in _strip_prefix(state_dict, VALUE_HEAD_PREFIX).items()
+        }
         staging = Path(tempfile.mkdtemp(dir=save_directory.parent, prefix=f".{save_directory.name}.tmp-"))
         try:
             if hasattr(self.pretrained_model, "peft_config"):
@@ -224,7 +225,7 @@ class DoctorModel(nn.Module):
             else:
                 self.pretrained_model.save_pretrained(staging, state_dict=lm_state, **kwargs)
             save_file(head_state, str(staging / VALUE_HEAD_WEIGHTS_NAME), metadata={"format": "pt"})
-            (staging / TFPO_CONFIG_NAME).write_text(json.dumps(self.tfpo_config, indent=2, sort_keys=True))
+            self.tfpo_config.save_pretrained(staging)
             if not (save_directory / "README.md").exists():
                 write_model_card(staging / "README.md", self.tfpo_config, base_model=self.config.name_or_path)
             for item in staging.iterdir():
@@ -272,25 +273,5 @@ class DoctorModel(nn.Module):
         )
 
 
-def load_tfpo_config(name_or_path: str | os.PathLike, **hub_kwargs) -> dict[str, Any]:
-    """The `tfpo_config.json` saved with a doctor (local folder or Hub repo), or `{}` for a checkpoint without one."""
-    config_file = _find_file(str(name_or_path), TFPO_CONFIG_NAME, hub_kwargs)
-    return json.loads(Path(config_file).read_text()) if config_file else {}
-
-
 def _strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-
-
-def _find_file(name: str, filename: str, hub_kwargs: dict[str, Any]) -> str | None:
-    """Path of `filename` in a local folder or a Hub repo, or None when it is not there."""
-    if os.path.isdir(name):
-        path = os.path.join(name, filename)
-        return path if os.path.isfile(path) else None
-    return cached_file(
-        name,
-        filename,
-        _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False,
-        **hub_kwargs,
-    )

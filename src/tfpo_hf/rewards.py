@@ -13,7 +13,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import TokenRewardConfig
 from .fingerprint import weights_probe
-from .data import (
+from .logprobs import position_ids_from_mask, selective_log_softmax
+from .preference_data import (
     as_explicit_example,
     format_completion,
     preference_format,
@@ -21,6 +22,7 @@ from .data import (
     tokenize_prompt,
     truncate_pair,
 )
+
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,9 @@ class TokenRewardScorer:
         >>> scored = scorer.score_dataset(load_dataset("trl-lib/ultrafeedback_binarized", split="train"))
     """
 
-    def __init__(self, patient: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: TokenRewardConfig | None = None):
+    def __init__(
+        self, patient: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: TokenRewardConfig | None = None
+    ):
         self.patient = patient
         self.tokenizer = tokenizer
         self.config = config or TokenRewardConfig()
@@ -117,7 +121,9 @@ class TokenRewardScorer:
         Sequences are sorted by length and run `config.batch_size` at a time, left-padded so every response
         ends at the last column; only the last max-response-length + 1 positions go through the LM head.
         """
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].prompt_ids) + len(sequences[i].completion_ids))
+        order = sorted(
+            range(len(sequences)), key=lambda i: len(sequences[i].prompt_ids) + len(sequences[i].completion_ids)
+        )
         results: list[torch.Tensor | None] = [None] * len(sequences)
         device = self.patient.device
         for start in range(0, len(order), self.config.batch_size):
@@ -137,7 +143,7 @@ class TokenRewardScorer:
                 attention_mask[row, width - len(ids) :] = 1
                 if length:
                     targets[row, response_width - length :] = torch.tensor(ids[len(ids) - length :])
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            position_ids = position_ids_from_mask(attention_mask)
             logits = self.patient(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
@@ -145,12 +151,9 @@ class TokenRewardScorer:
                 logits_to_keep=response_width + 1,
                 use_cache=False,
             ).logits[:, :-1]
-            targets = targets.to(device)
+            logprobs = selective_log_softmax(logits, targets.to(device)).cpu()
             for row, (index, length) in enumerate(zip(chunk, completion_lengths)):
-                row_logits = logits[row, response_width - length :].float()
-                row_targets = targets[row, response_width - length :]
-                logprobs = row_logits.gather(-1, row_targets[:, None]).squeeze(-1) - row_logits.logsumexp(-1)
-                results[index] = logprobs.cpu()
+                results[index] = logprobs[row, response_width - length :]
         for sequence, logprobs in zip(sequences, results):
             bad = (~torch.isfinite(logprobs)).nonzero()
             if len(bad):
@@ -177,14 +180,18 @@ class TokenRewardScorer:
         response gets zero rewards."""
         eos = self.tokenizer.eos_token_id
         scored = completion_ids.index(eos) + 1 if eos in completion_ids else len(completion_ids)
-        delta, normalized, rewards = token_rewards_from_logprobs(positive[:scored], negative[:scored], sign, self.config)
+        delta, normalized, rewards = token_rewards_from_logprobs(
+            positive[:scored], negative[:scored], sign, self.config
+        )
         if is_empty:
             rewards = torch.zeros_like(rewards)
         padding = (0, len(completion_ids) - scored)
         return tuple(torch.nn.functional.pad(values, padding) for values in (delta, normalized, rewards))
 
     # ------------------------------------------------------------------ one pair
-    def score(self, prompt: str | list[dict[str, Any]], response: str | list[dict[str, Any]], chosen: bool = True) -> TokenRewards:
+    def score(
+        self, prompt: str | list[dict[str, Any]], response: str | list[dict[str, Any]], chosen: bool = True
+    ) -> TokenRewards:
         """Token rewards of one response (positive sign if `chosen`, negative otherwise).
 
         `prompt` is a string or a list of chat messages; `response` a string or a list of assistant messages.
@@ -193,10 +200,17 @@ class TokenRewardScorer:
         completion_ids = tokenize_completion(self.tokenizer, texts.completion, texts.conversational)
         neutral_ids = tokenize_prompt(self.tokenizer, texts.prompt, texts.conversational)
         _, completion_ids, _, _ = truncate_pair(
-            neutral_ids, completion_ids, [], self.config.max_length, self.config.max_prompt_length, self.config.truncation_mode
+            neutral_ids,
+            completion_ids,
+            [],
+            self.config.max_length,
+            self.config.max_prompt_length,
+            self.config.truncation_mode,
         )
         positive, negative = self.response_logprobs(self._face_sequences(texts, completion_ids, "the response"))
-        delta, normalized, rewards = self._rewards(completion_ids, positive, negative, 1.0 if chosen else -1.0, texts.is_empty)
+        delta, normalized, rewards = self._rewards(
+            completion_ids, positive, negative, 1.0 if chosen else -1.0, texts.is_empty
+        )
         return TokenRewards(
             token_ids=completion_ids,
             tokens=self.tokenizer.convert_ids_to_tokens(completion_ids),
@@ -209,7 +223,9 @@ class TokenRewardScorer:
     def _score_batch(self, batch: dict[str, list], indices: list[int], dataset_format: str) -> dict[str, list]:
         """The five token-reward columns of a batch, plus `_empty_responses` and `_truncated` for the statistics."""
         examples = [as_explicit_example({k: batch[k][i] for k in batch}, dataset_format) for i in range(len(indices))]
-        columns: dict[str, list] = {name: [] for name in ("prompt_ids", "chosen_ids", "rejected_ids", "_empty_responses", "_truncated")}
+        columns: dict[str, list] = {
+            name: [] for name in ("prompt_ids", "chosen_ids", "rejected_ids", "_empty_responses", "_truncated")
+        }
         sequences, responses = [], []
         for index, example in zip(indices, examples):
             chosen = format_completion(example["prompt"], example["chosen"], self.tokenizer, self.config)

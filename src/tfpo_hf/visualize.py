@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 from .rewards import TokenRewards
+
 
 POSITIVE_RGB = (22, 163, 74)
 NEGATIVE_RGB = (220, 38, 38)
@@ -30,7 +31,9 @@ NEGATIVE_RGB = (220, 38, 38)
 @lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
     """Inverse of GPT-2's byte-to-unicode table used by byte-level BPE tokenizers (SmolLM2, Llama 3, Qwen...)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = printable[:]
     shift = 0
     for byte in range(256):
@@ -170,7 +173,7 @@ def render_token_rewards_html(
                 f'title="{html.escape(tooltip, quote=True)}">{shown}</span>'
             )
         parts.append(
-            f"<section><h2>{html.escape(name)}</h2><p class=\"meta\">{html.escape(_summary(item))}</p>"
+            f'<section><h2>{html.escape(name)}</h2><p class="meta">{html.escape(_summary(item))}</p>'
             f'<div class="response">{"".join(spans)}</div></section>'
         )
     parts.append("</body></html>\n")
@@ -253,7 +256,9 @@ def plot_token_rewards_png(
     height_in = total_lines * line_in + top_in + bottom_in
     fig = Figure(figsize=(width_in, height_in), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes([side_in / width_in, bottom_in / height_in, line_chars * char_in / width_in, total_lines * line_in / height_in])
+    ax = fig.add_axes(
+        [side_in / width_in, bottom_in / height_in, line_chars * char_in / width_in, total_lines * line_in / height_in]
+    )
     ax.set_xlim(0, line_chars)
     ax.set_ylim(total_lines, 0)
     ax.axis("off")
@@ -261,13 +266,25 @@ def plot_token_rewards_png(
         ax.text(0, row + 0.5, text, va="center", ha="left", fontsize=8.5, fontweight="bold", parse_math=False)
     for row, x, width, shown, reward in cells:
         color = cmap(norm(reward)) if reward != 0 else (0.97, 0.97, 0.97, 1.0)
-        ax.add_patch(Rectangle((x + 0.05, row + 0.08), width - 0.1, 0.84, facecolor=color, edgecolor="#bbbbbb", linewidth=0.3))
+        ax.add_patch(
+            Rectangle((x + 0.05, row + 0.08), width - 0.1, 0.84, facecolor=color, edgecolor="#bbbbbb", linewidth=0.3)
+        )
         text_color = "white" if abs(reward) > 0.75 else "black"
         ax.text(
-            x + width / 2, row + 0.52, shown, ha="center", va="center", fontsize=8, family="DejaVu Sans Mono",
-            color=text_color, parse_math=False, clip_on=True,
+            x + width / 2,
+            row + 0.52,
+            shown,
+            ha="center",
+            va="center",
+            fontsize=8,
+            family="DejaVu Sans Mono",
+            color=text_color,
+            parse_math=False,
+            clip_on=True,
         )
-    fig.text(0.5, 1 - 0.3 / height_in, title or "Token rewards", ha="center", va="center", fontsize=11, parse_math=False)
+    fig.text(
+        0.5, 1 - 0.3 / height_in, title or "Token rewards", ha="center", va="center", fontsize=11, parse_math=False
+    )
     colorbar_ax = fig.add_axes([0.3, 0.45 / height_in, 0.4, 0.12 / height_in])
     colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=colorbar_ax, orientation="horizontal")
     colorbar.set_label("token reward r (grey cell: r = 0)", fontsize=8)

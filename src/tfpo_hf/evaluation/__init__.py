@@ -5,6 +5,7 @@ from .judges import VaderJudge, get_judge
 from .metrics import bootstrap_interval, distinct_n, paired_outcomes, self_bleu, win_rate
 from .report import plot_score_vs_diversity, results_table, write_results_json
 
+
 __all__ = [
     "Method",
     "MethodResult",

@@ -13,6 +13,7 @@ from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokeniz
 from .judges import Judge, get_judge
 from .metrics import bootstrap_interval, distinct_n, paired_outcomes, self_bleu, win_rate
 
+
 Prompt = str | list[dict[str, Any]]
 
 
@@ -78,12 +79,16 @@ def patient_generate_fn(
 
     def generate(prompts: list[Prompt], seed: int) -> list[str]:
         set_seed(seed)
-        texts = [tokenizer.apply_chat_template(chat_prompt(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+        texts = [
+            tokenizer.apply_chat_template(chat_prompt(p), tokenize=False, add_generation_prompt=True) for p in prompts
+        ]
         outputs: list[str] = []
         padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
         try:
             for start in range(0, len(texts), batch_size):
-                batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                batch = tokenizer(
+                    texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+                )
                 batch = batch.to(model.device)
                 processors = LogitsProcessorList()
                 if processor is not None:

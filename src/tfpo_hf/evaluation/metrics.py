@@ -17,9 +17,7 @@ def win_rate(scores: Sequence[float], baseline_scores: Sequence[float]) -> float
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Distinct n-grams over all n-grams of whitespace tokens, pooled over `texts` (0 when there are none)."""
-    ngrams = [
-        tuple(words[i : i + n]) for words in (text.split() for text in texts) for i in range(len(words) - n + 1)
-    ]
+    ngrams = [tuple(words[i : i + n]) for words in (text.split() for text in texts) for i in range(len(words) - n + 1)]
     return len(set(ngrams)) / len(ngrams) if ngrams else 0.0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .harness import MethodResult, head_to_head
 
+
 COLUMNS = [
     ("method", lambda r: r.name),
     ("judge score [95% CI]", lambda r: "{:+.3f} [{:+.2f}, {:+.2f}]".format(r.mean_score, *r.score_interval)),
@@ -41,7 +42,10 @@ def head_to_head_table(pairs: Sequence[tuple[MethodResult, MethodResult]]) -> st
 
 
 def write_results_json(results: Sequence[MethodResult], path: str | Path, **metadata) -> None:
-    payload = {"metadata": metadata, "methods": [r.summary() | {"texts": r.texts, "scores": r.scores} for r in results]}
+    payload = {
+        "metadata": metadata,
+        "methods": [r.summary() | {"texts": r.texts, "scores": r.scores} for r in results],
+    }
     Path(path).write_text(json.dumps(payload, indent=2))
 
 
@@ -61,12 +65,23 @@ def plot_score_vs_diversity(results: Sequence[MethodResult], path: str | Path, j
     for family, members in families.items():
         if len(members) > 1:
             members = sorted(members, key=lambda r: r.beta)
-            axes.plot([r.distinct_2 for r in members], [r.mean_score for r in members], "-", alpha=0.4,
-                      label=f"{family} (beta sweep)")
+            axes.plot(
+                [r.distinct_2 for r in members],
+                [r.mean_score for r in members],
+                "-",
+                alpha=0.4,
+                label=f"{family} (beta sweep)",
+            )
     for result in results:
         low, high = result.score_interval
-        axes.errorbar(result.distinct_2, result.mean_score, yerr=[[result.mean_score - low], [high - result.mean_score]],
-                      fmt="o", capsize=3, markersize=5)
+        axes.errorbar(
+            result.distinct_2,
+            result.mean_score,
+            yerr=[[result.mean_score - low], [high - result.mean_score]],
+            fmt="o",
+            capsize=3,
+            markersize=5,
+        )
     x_span = max(max(r.distinct_2 for r in results) - min(r.distinct_2 for r in results), 1e-6)
     y_span = max(max(r.mean_score for r in results) - min(r.mean_score for r in results), 1e-6)
     placed: list[tuple[float, float]] = []
@@ -74,8 +89,14 @@ def plot_score_vs_diversity(results: Sequence[MethodResult], path: str | Path, j
         x, y = (result.distinct_2 - min(r.distinct_2 for r in results)) / x_span, result.mean_score / y_span
         crowd = sum(abs(x - px) < 0.25 and abs(y - py) < 0.08 for px, py in placed)
         placed.append((x, y))
-        axes.annotate(result.name, (result.distinct_2, result.mean_score), fontsize=8, textcoords="offset points",
-                      xytext=(6, 2 - 11 * crowd), arrowprops={"arrowstyle": "-", "alpha": 0.3} if crowd else None)
+        axes.annotate(
+            result.name,
+            (result.distinct_2, result.mean_score),
+            fontsize=8,
+            textcoords="offset points",
+            xytext=(6, 2 - 11 * crowd),
+            arrowprops={"arrowstyle": "-", "alpha": 0.3} if crowd else None,
+        )
     axes.set_xlabel("diversity (distinct-2, mean over seeds)")
     axes.set_ylabel(f"mean {judge_name} score (95% CI)")
     axes.set_title("Alignment quality versus diversity")

@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .evaluation import MethodResult, head_to_head, results_table
-from .evaluation.report import head_to_head_table
+from ..evaluation import MethodResult, head_to_head, results_table
+from ..evaluation.report import head_to_head_table
+
 
 # The demo's targets (issue "LLMdoctor that steers"): LLMdoctor at its default beta against the unguided patient,
 # head to head against DPO, and its diversity relative to the unguided patient.
@@ -34,18 +35,24 @@ def target_lines(results: list[MethodResult]) -> list[str]:
     """One line per target, with the measured value, its interval and met / missed."""
     by_family = {r.family or r.name: r for r in results}
     doctor, unguided = by_family["LLMdoctor"], results[0]
-    lines = [f"- Win rate against the unguided patient >= {TARGET_WIN_RATE}: {doctor.win_rate:.2f} "
-             f"[{doctor.win_rate_interval[0]:.2f}, {doctor.win_rate_interval[1]:.2f}] "
-             f"({'met' if doctor.win_rate >= TARGET_WIN_RATE else 'missed'})."]
+    lines = [
+        f"- Win rate against the unguided patient >= {TARGET_WIN_RATE}: {doctor.win_rate:.2f} "
+        f"[{doctor.win_rate_interval[0]:.2f}, {doctor.win_rate_interval[1]:.2f}] "
+        f"({'met' if doctor.win_rate >= TARGET_WIN_RATE else 'missed'})."
+    ]
     dpo = by_family.get("DPO (TRL, LoRA)")
     if dpo is not None:
         rate, low, high = head_to_head(doctor, dpo)
-        lines.append(f"- Head to head against DPO >= {TARGET_HEAD_TO_HEAD}: {rate:.2f} [{low:.2f}, {high:.2f}] "
-                     f"({'met' if rate >= TARGET_HEAD_TO_HEAD else 'missed'}).")
+        lines.append(
+            f"- Head to head against DPO >= {TARGET_HEAD_TO_HEAD}: {rate:.2f} [{low:.2f}, {high:.2f}] "
+            f"({'met' if rate >= TARGET_HEAD_TO_HEAD else 'missed'})."
+        )
     ratio = doctor.distinct_2 / max(unguided.distinct_2, 1e-9)
-    lines.append(f"- Distinct-2 at least {TARGET_DIVERSITY_RATIO}x the unguided patient's: {ratio:.2f}x "
-                 f"({doctor.distinct_2:.3f} vs {unguided.distinct_2:.3f}; "
-                 f"{'met' if ratio >= TARGET_DIVERSITY_RATIO else 'missed'}).")
+    lines.append(
+        f"- Distinct-2 at least {TARGET_DIVERSITY_RATIO}x the unguided patient's: {ratio:.2f}x "
+        f"({doctor.distinct_2:.3f} vs {unguided.distinct_2:.3f}; "
+        f"{'met' if ratio >= TARGET_DIVERSITY_RATIO else 'missed'})."
+    )
     return lines
 
 
@@ -53,15 +60,17 @@ def training_lines(training_logs: dict[str, list]) -> list[str]:
     lines = []
     for name, history in training_logs.items():
         losses = [entry["loss"] for entry in history if "loss" in entry]
-        last = next((entry for entry in reversed(history) if "doctor/accuracy" in entry), {})
+        last = next((entry for entry in reversed(history) if "logps/accuracies" in entry), {})
         if not losses:
             continue
         summary = f"- {name}: loss {losses[0]:.4g} -> {losses[-1]:.4g} over {len(losses)} logs"
         if "rewards/accuracies" in last:
-            summary += (f", final train implicit-reward accuracy {last['rewards/accuracies']:.2f}, margin "
-                        f"{last['rewards/margins']:+.2f} (log-ratio to the reference, summed)")
+            summary += (
+                f", final train implicit-reward accuracy {last['rewards/accuracies']:.2f}, margin "
+                f"{last['rewards/margins']:+.2f} (log-ratio to the reference, summed)"
+            )
         elif last:
-            summary += f", final train accuracy {last['doctor/accuracy']:.2f}, margin {last['doctor/margin']:+.2f}"
+            summary += f", final train accuracy {last['logps/accuracies']:.2f}, margin {last['logps/margins']:+.2f}"
         lines.append(summary + ".")
     return lines
 
@@ -81,11 +90,13 @@ def write_report(output_dir: Path, args, outcome: DemoOutcome) -> Path:
         "",
         f"LLMdoctor decodes at its default beta ({args.beta:g}, ratio guidance), chosen before this run on "
         "validation prompts (docs/results.md); the GenARM-style doctor at the beta of "
-        + ", ".join(f"{b:g}" for b in args.betas) + f" that scored best on {args.validation_prompts} validation "
+        + ", ".join(f"{b:g}" for b in args.betas)
+        + f" that scored best on {args.validation_prompts} validation "
         "prompts of this run (training prompts kept out of the pairs); the paper-literal ablation (mixed in, no "
         "reference) at beta 1, not swept (its validation scores at betas 1, 2 and 4 overlapped in every earlier run; "
         "docs/results.md). Betas used: "
-        + (", ".join(f"{name} {beta:g}" for name, beta in outcome.chosen_betas.items()) or "none") + ".",
+        + (", ".join(f"{name} {beta:g}" for name, beta in outcome.chosen_betas.items()) or "none")
+        + ".",
         "",
         "## Held-out evaluation",
         "",

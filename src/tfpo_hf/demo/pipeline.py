@@ -1,6 +1,6 @@
 """`tfpo-hf demo`: the whole method on the embedded SmolLM2-135M-Instruct patient, on a CPU, with a report.
 
-Task: continue the opening of a movie review (320 shipped openings, see `data/PROVENANCE.md`) in a warm and
+Task: continue the opening of a movie review (320 shipped openings, see `demo/PROVENANCE.md`) in a warm and
 positive way, judged by the VADER sentiment analyser (a third-party judge from PyPI).
 
 1. Preference pairs: the patient samples several continuations per training prompt; VADER picks the best as
@@ -25,13 +25,13 @@ from pathlib import Path
 
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from trl import TrlParser
 
-from .adapters import has_adapter
-from .config import DEFAULT_GUIDANCE_BETA, TFPOConfig, TokenRewardConfig
-from .defaults import DTYPES, load_default_patient
-from .demo_report import DemoOutcome, write_report
-from .evaluation import (
+from ..adapters import has_adapter
+from ..baselines import TrajectoryBTTrainer
+from ..config import DEFAULT_GUIDANCE_BETA, TFPOConfig, TokenRewardConfig
+from ..doctor_builder import doctor_from_patient
+from ..embedded_patient import DTYPES, load_default_patient
+from ..evaluation import (
     Method,
     best_of_n_generate_fn,
     evaluate_methods,
@@ -41,11 +41,13 @@ from .evaluation import (
     results_table,
     write_results_json,
 )
-from .evaluation.baselines import TrajectoryBTTrainer
-from .logits_process import DoctorLogitsProcessor
-from .modeling import DoctorModel
-from .rewards import TokenRewardScorer, reward_statistics
-from .trainer import TFPOTrainer
+from ..logits_process import DoctorLogitsProcessor
+from ..modeling import DoctorModel
+from ..rewards import TokenRewardScorer, reward_statistics
+from ..scripts.arguments import DoctorModelConfig, resolve_peft_config
+from ..trainer import TFPOTrainer
+from .report import DemoOutcome, write_report
+
 
 logger = logging.getLogger(__name__)
 
@@ -61,23 +63,29 @@ class DemoArguments:
     output_dir: str = field(default="tfpo_demo", metadata={"help": "Report directory."})
     quick: bool = field(default=False, metadata={"help": "A 2-minute version with tiny sizes (used by the tests)."})
     train_prompts: int = field(
-        default=96, metadata={"help": "Training prompts: `validation_prompts` of them choose betas, the rest make pairs."}
+        default=96,
+        metadata={"help": "Training prompts: `validation_prompts` of them choose betas, the rest make pairs."},
     )
     validation_prompts: int = field(
         default=32, metadata={"help": "Training prompts held out of the pairs to choose each baseline's beta."}
     )
     eval_prompts: int = field(default=64, metadata={"help": "Held-out prompts of the reported evaluation."})
     seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Sampling seeds of the evaluation."})
-    samples_per_prompt: int = field(default=4, metadata={"help": "Patient samples per training prompt (best vs worst)."})
+    samples_per_prompt: int = field(
+        default=4, metadata={"help": "Patient samples per training prompt (best vs worst)."}
+    )
     max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per response."})
     doctor_layers: int = field(
         default=0,
-        metadata={"help": "0: the doctor is a LoRA copy of the patient (default: it starts as a fluent LM); K > 0: "
-                  "the patient's first K layers, trained in full (cheaper to decode, but a poor LM at the start)."},
+        metadata={
+            "help": "0: the doctor is a LoRA copy of the patient (default: it starts as a fluent LM); K > 0: "
+            "the patient's first K layers, trained in full (cheaper to decode, but a poor LM at the start)."
+        },
     )
     epochs: float = field(default=2.0, metadata={"help": "Training epochs of every trained method."})
     learning_rate: float = field(
-        default=DEMO_LEARNING_RATE, metadata={"help": "Learning rate of every trained method (LoRA of both doctors and DPO)."}
+        default=DEMO_LEARNING_RATE,
+        metadata={"help": "Learning rate of every trained method (LoRA of both doctors and DPO)."},
     )
     value_head_learning_rate: float | None = field(
         default=None, metadata={"help": "Value-head learning rate of the TFPO doctors (None: --learning_rate)."}
@@ -98,8 +106,10 @@ class DemoArguments:
     ablation: bool = field(
         default=True, metadata={"help": "Train and evaluate the paper-literal flow (no reference) as an ablation."}
     )
-    dtype: str = field(default="bfloat16", metadata={"help": "Patient dtype for sampling and decoding.",
-                                                     "choices": ["float32", "bfloat16"]})
+    dtype: str = field(
+        default="bfloat16",
+        metadata={"help": "Patient dtype for sampling and decoding.", "choices": ["float32", "bfloat16"]},
+    )
     judge: str = field(default="vader", metadata={"help": "Built-in judge name."})
     seed: int = field(default=0, metadata={"help": "Random seed (prompt split, pairs, training)."})
 
@@ -122,7 +132,7 @@ class DemoArguments:
 
 def load_prompts() -> list[dict]:
     """The shipped movie-review openings with their human ratings."""
-    text = resources.files("tfpo_hf").joinpath("data/movie_review_openings.jsonl").read_text()
+    text = resources.files("tfpo_hf.demo").joinpath("movie_review_openings.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -135,7 +145,12 @@ def build_preference_pairs(
 ) -> tuple[Dataset, dict]:
     """Sample `samples_per_prompt` continuations per prompt; keep the judge's best and worst as chosen/rejected."""
     sample = patient_generate_fn(
-        patient, tokenizer, batch_size=16, do_sample=True, temperature=1.0, top_p=0.95,
+        patient,
+        tokenizer,
+        batch_size=16,
+        do_sample=True,
+        temperature=1.0,
+        top_p=0.95,
         max_new_tokens=args.max_new_tokens,
     )
     samples = [sample(prompts, args.seed + k) for k in range(args.samples_per_prompt)]
@@ -146,35 +161,50 @@ def build_preference_pairs(
         if best_score == worst_score or not best.strip():
             ties += 1
             continue
-        rows.append({
-            "prompt": prompt,
-            "chosen": [{"role": "assistant", "content": best}],
-            "rejected": [{"role": "assistant", "content": worst}],
-            "chosen_score": best_score,
-            "rejected_score": worst_score,
-        })
-    stats = {"pairs": len(rows), "prompts_without_a_pair": ties,
-             "mean_chosen_score": sum(r["chosen_score"] for r in rows) / max(len(rows), 1),
-             "mean_rejected_score": sum(r["rejected_score"] for r in rows) / max(len(rows), 1)}
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": best}],
+                "rejected": [{"role": "assistant", "content": worst}],
+                "chosen_score": best_score,
+                "rejected_score": worst_score,
+            }
+        )
+    stats = {
+        "pairs": len(rows),
+        "prompts_without_a_pair": ties,
+        "mean_chosen_score": sum(r["chosen_score"] for r in rows) / max(len(rows), 1),
+        "mean_rejected_score": sum(r["rejected_score"] for r in rows) / max(len(rows), 1),
+    }
     return Dataset.from_list(rows), stats
 
 
 def make_doctor(patient: PreTrainedModel, args: DemoArguments) -> tuple[DoctorModel, object | None]:
-    """The doctor and, for a LoRA copy, its PEFT config; the doctor always trains in float32."""
-    if args.doctor_layers > 0:
-        return DoctorModel.from_patient(patient, args.doctor_layers).float(), None
-    from peft import LoraConfig
-
-    return DoctorModel.from_patient(patient).float(), LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
+    """The doctor and its PEFT config, as `tfpo-hf train` makes them with its defaults: LoRA on a whole copy of the
+    patient, a truncated copy (`doctor_layers > 0`) trained in full; float32 either way."""
+    peft_config = resolve_peft_config(DoctorModelConfig(), whole_copy=args.doctor_layers == 0)
+    return doctor_from_patient(patient, args.doctor_layers), peft_config
 
 
 def training_config(output_dir: Path, args: DemoArguments, **overrides) -> TFPOConfig:
     values = dict(
-        output_dir=str(output_dir), num_train_epochs=args.epochs, learning_rate=args.learning_rate,
-        per_device_train_batch_size=8, logging_steps=5, save_strategy="no", report_to="none", use_cpu=True,
-        theta=args.theta, lambda_value=args.lambda_value, positive_system_prompt=POSITIVE_FACE,
-        negative_system_prompt=NEGATIVE_FACE, guidance_beta=args.beta, seed=args.seed, disable_tqdm=True,
-        max_length=256, value_head_learning_rate=args.value_head_learning_rate,
+        output_dir=str(output_dir),
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=8,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        theta=args.theta,
+        lambda_value=args.lambda_value,
+        positive_system_prompt=POSITIVE_FACE,
+        negative_system_prompt=NEGATIVE_FACE,
+        guidance_beta=args.beta,
+        seed=args.seed,
+        disable_tqdm=True,
+        max_length=256,
+        value_head_learning_rate=args.value_head_learning_rate,
     )
     return TFPOConfig(**{**values, **overrides})
 
@@ -199,15 +229,26 @@ def doctor_runs(args: DemoArguments) -> list[DoctorRun]:
     return runs
 
 
-def train_doctor(run: DoctorRun, patient, scored: Dataset, tokenizer, args: DemoArguments, output_dir: Path,
-                 training_logs: dict, timings: dict) -> DoctorModel:
+def train_doctor(
+    run: DoctorRun,
+    patient,
+    scored: Dataset,
+    tokenizer,
+    args: DemoArguments,
+    output_dir: Path,
+    training_logs: dict,
+    timings: dict,
+) -> DoctorModel:
     """Train one doctor family, save it under `output_dir/run.folder`, record its log history and time; returns the
     saved doctor reloaded in the decoding dtype (with its `tfpo_config`, so the processor reads its defaults)."""
     clock = time.perf_counter()
     doctor, peft_config = make_doctor(patient, args)
     trainer = run.trainer_class(
-        doctor, args=training_config(output_dir / "runs" / run.folder, args, **run.overrides), train_dataset=scored,
-        processing_class=tokenizer, peft_config=peft_config,
+        doctor,
+        args=training_config(output_dir / "runs" / run.folder, args, **run.overrides),
+        train_dataset=scored,
+        processing_class=tokenizer,
+        peft_config=peft_config,
     )
     trainer.train()
     trainer.save_model(str(output_dir / run.folder))
@@ -240,14 +281,26 @@ def train_dpo(patient: PreTrainedModel, tokenizer, pairs: Dataset, output_dir: P
     from trl import DPOConfig, DPOTrainer
 
     config = DPOConfig(
-        str(output_dir), num_train_epochs=args.epochs, learning_rate=args.learning_rate,
-        per_device_train_batch_size=8, logging_steps=5, save_strategy="no", report_to="none", use_cpu=True,
-        bf16=False, gradient_checkpointing=False, max_length=256, disable_tqdm=True, seed=args.seed,
+        str(output_dir),
+        num_train_epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=8,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        max_length=256,
+        disable_tqdm=True,
+        seed=args.seed,
         precompute_ref_log_probs=True,  # as the TFPO doctors do: one reference pass, not one per epoch
     )
     trainer = DPOTrainer(
-        copy.deepcopy(patient).float(), args=config,
-        train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]), processing_class=tokenizer,
+        copy.deepcopy(patient).float(),
+        args=config,
+        train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]),
+        processing_class=tokenizer,
         peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"),
     )
     trainer.train()
@@ -276,8 +329,16 @@ def memoized(generate):
     return cached
 
 
-def choose_betas(doctors: dict[str, DoctorModel], unguided: Method, patient, tokenizer, prompts, judge,
-                 args: DemoArguments, sampling: dict) -> tuple[dict[str, float], list]:
+def choose_betas(
+    doctors: dict[str, DoctorModel],
+    unguided: Method,
+    patient,
+    tokenizer,
+    prompts,
+    judge,
+    args: DemoArguments,
+    sampling: dict,
+) -> tuple[dict[str, float], list]:
     """Each doctor family's best beta of `args.betas` by mean judge score on the validation prompts (first seed);
     returns the choices and every validation result (for the report)."""
     methods = [unguided] + [
@@ -297,15 +358,21 @@ def score_pairs(patient, tokenizer, pairs: Dataset, args: DemoArguments, output_
     """Stage 1 on the pairs, plus a heatmap of the token rewards of the first three pairs."""
     from .visualize import plot_token_rewards_png, render_token_rewards_html
 
-    reward_config = TokenRewardConfig(positive_system_prompt=POSITIVE_FACE, negative_system_prompt=NEGATIVE_FACE,
-                                      theta=args.theta, batch_size=16, max_length=256)
+    reward_config = TokenRewardConfig(
+        positive_system_prompt=POSITIVE_FACE,
+        negative_system_prompt=NEGATIVE_FACE,
+        theta=args.theta,
+        batch_size=16,
+        max_length=256,
+    )
     scorer = TokenRewardScorer(patient, tokenizer, reward_config)
     scored = scorer.score_dataset(pairs)
     shown = pairs.select(range(min(3, len(pairs))))
     examples = [scorer.score(row["prompt"], row["chosen"], chosen=True) for row in shown]
     examples += [scorer.score(row["prompt"], row["rejected"], chosen=False) for row in shown]
-    render_token_rewards_html(examples, output_dir / "token_rewards.html", title="Token rewards of training examples",
-                              tokenizer=tokenizer)
+    render_token_rewards_html(
+        examples, output_dir / "token_rewards.html", title="Token rewards of training examples", tokenizer=tokenizer
+    )
     plot_token_rewards_png(examples, output_dir / "token_rewards.png", tokenizer=tokenizer)
     return scored, reward_statistics(scored)
 
@@ -338,43 +405,73 @@ def run_demo(args: DemoArguments) -> Path:
         print(f"[demo] {run.name} trained ({timings[f'{run.name} training']:.0f} s)")
     if args.baselines:
         clock = time.perf_counter()
-        dpo_model, training_logs["DPO (TRL, LoRA)"] = train_dpo(patient, tokenizer, pairs, output_dir / "runs" / "dpo", args)
+        dpo_model, training_logs["DPO (TRL, LoRA)"] = train_dpo(
+            patient, tokenizer, pairs, output_dir / "runs" / "dpo", args
+        )
         timings["DPO (TRL, LoRA) training"] = time.perf_counter() - clock
 
     sampling = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
-    unguided = Method("patient (sampling)", memoized(patient_generate_fn(patient, tokenizer, batch_size=8, **sampling)))
+    unguided = Method(
+        "patient (sampling)", memoized(patient_generate_fn(patient, tokenizer, batch_size=8, **sampling))
+    )
     clock = time.perf_counter()
     swept = {name: doctor for name, doctor in doctors.items() if name == "GenARM-style"}
-    chosen_betas, validation_results = choose_betas(
-        swept, unguided, patient, tokenizer, validation_prompts, judge, args, sampling
-    ) if swept else ({}, [])
+    chosen_betas, validation_results = (
+        choose_betas(swept, unguided, patient, tokenizer, validation_prompts, judge, args, sampling)
+        if swept
+        else ({}, [])
+    )
     timings["beta choice on the validation prompts"] = time.perf_counter() - clock
     if args.ablation:  # not swept, to fit the CPU budget: its betas 1, 2, 4 overlapped in every sweep (results.md)
         chosen_betas = {LITERAL: LITERAL_BETA, **chosen_betas}
 
-    methods = [unguided, guided_method(f"LLMdoctor beta={args.beta:g}", doctors["LLMdoctor"], args.beta, patient,
-                                       tokenizer, sampling, family="LLMdoctor")]
-    methods += [guided_method(f"{name} beta={beta:g}", doctors[name], beta, patient, tokenizer, sampling, family=name)
-                for name, beta in chosen_betas.items()]
+    methods = [
+        unguided,
+        guided_method(
+            f"LLMdoctor beta={args.beta:g}",
+            doctors["LLMdoctor"],
+            args.beta,
+            patient,
+            tokenizer,
+            sampling,
+            family="LLMdoctor",
+        ),
+    ]
+    methods += [
+        guided_method(f"{name} beta={beta:g}", doctors[name], beta, patient, tokenizer, sampling, family=name)
+        for name, beta in chosen_betas.items()
+    ]
     if args.baselines:
         methods.append(Method("DPO (TRL, LoRA)", patient_generate_fn(dpo_model, tokenizer, batch_size=8, **sampling)))
     if args.best_of_n:
-        methods.append(Method(f"best-of-{args.best_of_n} (judge)", best_of_n_generate_fn(unguided.generate, judge, args.best_of_n)))
+        methods.append(
+            Method(
+                f"best-of-{args.best_of_n} (judge)", best_of_n_generate_fn(unguided.generate, judge, args.best_of_n)
+            )
+        )
     clock = time.perf_counter()
     results = evaluate_methods(methods, eval_prompts, judge, reference=unguided.name, seeds=args.seeds)
     timings["evaluation"] = time.perf_counter() - clock
-    write_results_json(results, output_dir / "results.json", settings=asdict(args), pairs=pair_stats,
-                       rewards=reward_stats, chosen_betas=chosen_betas,
-                       validation=[r.summary() for r in validation_results])
+    write_results_json(
+        results,
+        output_dir / "results.json",
+        settings=asdict(args),
+        pairs=pair_stats,
+        rewards=reward_stats,
+        chosen_betas=chosen_betas,
+        validation=[r.summary() for r in validation_results],
+    )
     plot_score_vs_diversity(results, output_dir / "reward_vs_diversity.png", judge_name=args.judge)
-    report = write_report(output_dir, args, DemoOutcome(results, validation_results, chosen_betas, pair_stats,
-                                                        reward_stats, timings, training_logs, eval_prompts))
+    report = write_report(
+        output_dir,
+        args,
+        DemoOutcome(
+            results, validation_results, chosen_betas, pair_stats, reward_stats, timings, training_logs, eval_prompts
+        ),
+    )
     print(results_table(results))
-    print(f"[demo] report: {report}\n[demo] plot: {output_dir / 'reward_vs_diversity.png'}\n"
-          f"[demo] token rewards: {output_dir / 'token_rewards.html'}\n[demo] doctor: {output_dir / 'doctor'}")
+    print(
+        f"[demo] report: {report}\n[demo] plot: {output_dir / 'reward_vs_diversity.png'}\n"
+        f"[demo] token rewards: {output_dir / 'token_rewards.html'}\n[demo] doctor: {output_dir / 'doctor'}"
+    )
     return report
-
-
-def main(argv: list[str] | None = None) -> None:
-    (args,) = TrlParser((DemoArguments,), prog="tfpo-hf demo").parse_args_and_config(argv)
-    run_demo(args)

@@ -1,0 +1,77 @@
+"""The one place a doctor is built: from a model id, a causal LM or a copy of the patient (whole or truncated),
+with LoRA or in full, and where what it was trained with is recorded in its `DoctorConfig`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from .adapters import base_model_name_or_path, has_adapter
+from .config import TFPOConfig
+from .modeling import DoctorModel
+
+
+def doctor_from_patient(patient: PreTrainedModel, num_layers: int = 0) -> DoctorModel:
+    """A float32 doctor made of the patient's first `num_layers` layers (0: all of them, the usual LoRA base)."""
+    doctor = DoctorModel.from_patient(patient, num_layers or None)
+    doctor.pretrained_model.float()  # the doctor trains in float32 even next to a bf16 patient
+    return doctor
+
+
+def make_doctor(model: DoctorModel | PreTrainedModel | str, args: TFPOConfig, peft_config: Any | None) -> DoctorModel:
+    """A `DoctorModel` from a doctor, a causal LM (a value head is added) or a model id, with `peft_config`'s adapter
+    on its LM. LoRA needs a base the saved adapter can be reloaded onto: a truncated copy of the patient has none
+    (its checkpoint name is the full-depth patient's), so it is refused there: train it in full instead."""
+    if isinstance(model, str):
+        doctor = DoctorModel.from_pretrained(model, **(args.model_init_kwargs or {}))
+    elif isinstance(model, DoctorModel):
+        doctor = model
+    elif isinstance(model, nn.Module) and hasattr(model, "get_output_embeddings"):
+        doctor = DoctorModel(model)
+    else:
+        raise TypeError(f"`model` must be a DoctorModel, a causal LM or a model id, got {type(model).__name__}.")
+    if peft_config is None:
+        return doctor
+    if has_adapter(doctor.pretrained_model):
+        raise ValueError("The doctor already holds a PEFT adapter; do not pass `peft_config` as well.")
+    if doctor.tfpo_config.copy_of_patient is False:
+        depth = doctor.config.get_text_config().num_hidden_layers
+        raise ValueError(
+            f"The doctor is a truncated copy of the patient ({depth} layers): a LoRA adapter on it could not be "
+            "reloaded, since its base checkpoint is the full-depth patient. Train it in full (no `peft_config`; "
+            "`--use_peft false` on the command line), or put LoRA on a whole copy (`DoctorModel.from_patient(patient)`)."
+        )
+    from peft import get_peft_model
+
+    doctor.pretrained_model = get_peft_model(doctor.pretrained_model, peft_config)
+    return doctor
+
+
+def record_training_settings(
+    doctor: DoctorModel, args: TFPOConfig, uses_reference: bool, patient: PreTrainedModel | None
+) -> None:
+    """Write into `doctor.tfpo_config` (saved as tfpo_config.json) the reward settings, the flow reference and the
+    decoding defaults: ratio guidance against the reference for a reference-anchored doctor, else the mix."""
+    record = doctor.tfpo_config
+    reference_name = base_model_name_or_path(doctor.pretrained_model)
+    depth = doctor.config.get_text_config().num_hidden_layers
+    if patient is not None:
+        record.patient_name_or_path = patient.config.name_or_path
+        if (
+            reference_name == patient.config.name_or_path
+            and depth == patient.config.get_text_config().num_hidden_layers
+        ):
+            record.copy_of_patient = True
+    record.theta, record.tau = args.theta, args.tau
+    record.positive_system_prompt, record.negative_system_prompt = (
+        args.positive_system_prompt,
+        args.negative_system_prompt,
+    )
+    record.flow_reference = "initial" if uses_reference else "none"
+    record.reference_name_or_path, record.reference_num_layers = reference_name, depth
+    record.alpha, record.beta = args.guidance_alpha, args.guidance_beta
+    record.guidance = "ratio" if uses_reference else "mix"
+    # a copy of the patient decodes against the patient's own scores: no extra forward
+    record.guidance_reference = ("patient" if record.copy_of_patient else "initial") if uses_reference else None

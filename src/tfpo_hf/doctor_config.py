@@ -1,0 +1,94 @@
+"""`DoctorConfig`: what a doctor records about itself in `tfpo_config.json` (how it was trained, how to decode it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .hub_files import find_file
+
+
+TFPO_CONFIG_NAME = "tfpo_config.json"
+UNRECORDED_BETA = 0.5  # the weight of a doctor that records no decoding defaults (a plain causal LM, an old doctor)
+GUIDANCE_MODES = ("ratio", "mix")
+GUIDANCE_REFERENCES = ("patient", "initial")
+
+
+@dataclass
+class DoctorConfig:
+    """The settings saved beside a doctor's weights. Every field is optional: a plain causal LM, or a doctor saved
+    before a field existed, leaves it `None` and decodes with the processor's fallbacks.
+
+    Args:
+        patient_name_or_path: the patient the doctor was trained for.
+        copy_of_patient: whether the doctor started as a whole copy of that patient (so ratio guidance can take
+            the patient's own scores as the reference).
+        theta, tau, positive_system_prompt, negative_system_prompt: the stage-1 reward settings it was trained on.
+        flow_reference: `initial` (reference-anchored flow) or `none` (the paper's literal flow).
+        reference_name_or_path, reference_num_layers: the checkpoint (and depth) its initial weights came from.
+        alpha, beta: decoding defaults (patient and doctor weights).
+        guidance: `ratio` (alpha log p + beta (log p_doctor - log p_ref)) or `mix` (alpha log p + beta log p_doctor).
+        guidance_reference: for ratio guidance, `patient` (the patient's scores) or `initial` (the initial weights).
+        extra: keys of the file this version does not know; kept, and saved again.
+    """
+
+    patient_name_or_path: str | None = None
+    copy_of_patient: bool | None = None
+    theta: float | None = None
+    tau: float | None = None
+    positive_system_prompt: str | None = None
+    negative_system_prompt: str | None = None
+    flow_reference: str | None = None
+    reference_name_or_path: str | None = None
+    reference_num_layers: int | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    guidance: str | None = None
+    guidance_reference: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decoding_beta(self) -> float:
+        """The doctor weight to decode with when a call gives none."""
+        return UNRECORDED_BETA if self.beta is None else float(self.beta)
+
+    @property
+    def uses_ratio(self) -> bool:
+        return self.guidance == "ratio"
+
+    # ------------------------------------------------------------------ conversion
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | DoctorConfig | None) -> DoctorConfig:
+        if isinstance(values, DoctorConfig):
+            return values
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(
+            **{k: v for k, v in values.items() if k in known},
+            extra={k: v for k, v in values.items() if k not in known},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object saved as `tfpo_config.json` (fields left `None` are omitted)."""
+        values = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        return {**self.extra, **values}
+
+    # ------------------------------------------------------------------ files
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_kwargs) -> DoctorConfig:
+        """The config saved with a doctor (local folder or Hub repo); an empty one for a checkpoint without it."""
+        config_file = find_file(str(name_or_path), TFPO_CONFIG_NAME, hub_kwargs)
+        if not config_file:
+            return cls()
+        try:
+            return cls.from_dict(json.loads(Path(config_file).read_text()))
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{config_file} is not valid JSON ({error}): re-save the doctor or delete the file."
+            ) from error
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        Path(save_directory, TFPO_CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))

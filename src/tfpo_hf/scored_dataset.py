@@ -1,0 +1,91 @@
+"""Preparing a training dataset for `TFPOTrainer`: stage-1 scoring when it has no token rewards, then validation
+and truncation of every scored example."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from accelerate import PartialState
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .config import TFPOConfig
+from .preference_data import SCORED_COLUMNS, preference_format, truncate_pair
+from .rewards import TokenRewardScorer
+
+
+def validate_scored_example(example: dict[str, Any], index: int, args: TFPOConfig) -> dict[str, Any]:
+    """Check one scored example (lengths, empty prompt, finite rewards) and apply `max_length` to ids and rewards."""
+    for side in ("chosen", "rejected"):
+        ids, rewards = example[f"{side}_ids"], example[f"{side}_token_rewards"]
+        if len(ids) != len(rewards):
+            raise ValueError(
+                f"Example {index}: `{side}_ids` has {len(ids)} tokens but `{side}_token_rewards` has {len(rewards)} "
+                "values; each rewards list must be as long as its ids list (re-run TokenRewardScorer.score_dataset)."
+            )
+        if not all(map(lambda r: r == r and abs(r) != float("inf"), rewards)):
+            raise ValueError(f"Example {index}: `{side}_token_rewards` holds NaN or inf values.")
+    if not example["prompt_ids"]:
+        raise ValueError(
+            f"Example {index} has an empty prompt: the doctor needs at least one prompt token for the state s_0. "
+            "Give the example a prompt (or use a tokenizer that adds a BOS token)."
+        )
+    prompt_ids, chosen_ids, rejected_ids, _ = truncate_pair(
+        example["prompt_ids"],
+        example["chosen_ids"],
+        example["rejected_ids"],
+        args.max_length,
+        args.max_prompt_length,
+        args.truncation_mode,
+    )
+    return {
+        "prompt_ids": prompt_ids,
+        "chosen_ids": chosen_ids,
+        "rejected_ids": rejected_ids,
+        "chosen_token_rewards": example["chosen_token_rewards"][: len(chosen_ids)],
+        "rejected_token_rewards": example["rejected_token_rewards"][: len(rejected_ids)],
+    }
+
+
+def prepare_scored_dataset(
+    dataset: Dataset,
+    patient: PreTrainedModel | None,
+    processing_class: PreTrainedTokenizerBase,
+    args: TFPOConfig,
+    dataset_name: str,
+) -> Dataset:
+    """Score `dataset` with the patient if it has no token rewards, then validate and truncate it.
+
+    Scoring runs on the main process first; the other processes then load its cached result (same fingerprint),
+    so no rank redoes the work of another.
+    """
+    if preference_format(dataset.column_names) != "scored":
+        if patient is None:
+            raise ValueError(
+                f"The {dataset_name} dataset has no token rewards ({list(SCORED_COLUMNS)}). Either pass "
+                "`patient_model=` to TFPOTrainer so it scores the dataset before training, or score it yourself "
+                "with `TokenRewardScorer(patient, tokenizer).score_dataset(dataset)`."
+            )
+        scorer = TokenRewardScorer(patient, processing_class, args.to_token_reward_config())
+        with PartialState().main_process_first():
+            dataset = scorer.score_dataset(dataset, num_proc=args.dataset_num_proc)
+    with PartialState().main_process_first():
+        dataset = dataset.map(
+            validate_scored_example,
+            with_indices=True,
+            fn_kwargs={"args": args},
+            num_proc=args.dataset_num_proc,
+            desc=f"Checking the {dataset_name} dataset",
+        )
+    if all(
+        not any(rewards)
+        for column in ("chosen_token_rewards", "rejected_token_rewards")
+        for rewards in dataset[column]
+    ):
+        warnings.warn(
+            f"Every token reward of the {dataset_name} dataset is zero: the flow loss then only shapes the value "
+            "head and the doctor will not learn a preference. Lower theta or check the face prompts.",
+            stacklevel=4,
+        )
+    return dataset

@@ -1,0 +1,98 @@
+"""Stage 2: train a doctor with TFPO on a preference dataset (scored first by the patient when it has no token
+rewards), TRL-script style. Any flag of `TFPOConfig` (a `TrainingArguments`) and of TRL's `ModelConfig` (LoRA)
+is accepted; `--config file.yaml` reads the same flags from YAML.
+
+    # the embedded SmolLM2-135M-Instruct patient, a LoRA copy of it as the doctor
+    tfpo-hf train --dataset prefs.jsonl --output_dir my-doctor --max_steps 50 --report_to none --use_cpu
+
+    # a truncated doctor (the patient's first 8 layers), trained in full
+    tfpo-hf train --dataset prefs.jsonl --doctor_layers 8 --output_dir small-doctor
+
+    # many processes: accelerate launch -m tfpo_hf.scripts.train --dataset ... --output_dir ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import TrlParser
+
+from ..config import TFPOConfig
+from .arguments import DatasetArguments, DoctorModelConfig, PatientArguments, resolve_peft_config
+
+
+@dataclass
+class TrainScriptArguments(DatasetArguments, PatientArguments):
+    doctor: str | None = field(
+        default=None,
+        metadata={
+            "help": "Doctor to start from (Hub id or path sharing the patient's tokenizer; `--model_name_or_path` "
+            "says the same); omitted: a copy of the patient (see --doctor_layers)."
+        },
+    )
+    doctor_layers: int = field(
+        default=0,
+        metadata={
+            "help": "Without --doctor: 0 copies the whole patient (fluent from the start; LoRA by default), "
+            "K > 0 keeps its first K layers (cheaper to decode, trained in full)."
+        },
+    )
+    eval_split: str | None = field(default=None, metadata={"help": "Split used for evaluation, if any."})
+    merge_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "Merge the LoRA adapter into the doctor before saving: a plain causal-LM checkpoint that "
+            "does not need the base model."
+        },
+    )
+
+
+def main(script_args: TrainScriptArguments, training_args: TFPOConfig, model_args: DoctorModelConfig) -> None:
+    from ..doctor_builder import doctor_from_patient
+    from ..trainer import TFPOTrainer
+
+    doctor_name = script_args.doctor or model_args.model_name_or_path
+    if script_args.doctor and model_args.model_name_or_path and script_args.doctor != model_args.model_name_or_path:
+        raise ValueError("--doctor and --model_name_or_path name two different doctors: give one of them.")
+    script_args.doctor = doctor_name
+    peft_config = resolve_peft_config(model_args, whole_copy=doctor_name is None and script_args.doctor_layers == 0)
+    dataset = script_args.load()
+    eval_dataset = script_args.load(script_args.eval_split) if script_args.eval_split else None
+    patient, tokenizer = PatientArguments.load(script_args)
+    if doctor_name:
+        model_init_kwargs = {
+            "revision": model_args.model_revision,
+            "dtype": model_args.dtype,
+            "attn_implementation": model_args.attn_implementation,
+        }
+        training_args.model_init_kwargs = {k: v for k, v in model_init_kwargs.items() if v is not None} | (
+            training_args.model_init_kwargs or {}
+        )
+    doctor = doctor_name if doctor_name else doctor_from_patient(patient, script_args.doctor_layers)
+
+    trainer = TFPOTrainer(
+        doctor,
+        patient_model=patient,
+        args=training_args,
+        train_dataset=dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    del patient  # stage 1 is done
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if peft_config is not None and script_args.merge_lora:
+        trainer.model.pretrained_model = trainer.model.pretrained_model.merge_and_unload()
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset)
+    if trainer.is_world_process_zero():
+        print(f"Doctor saved to {training_args.output_dir}")
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser((TrainScriptArguments, TFPOConfig, DoctorModelConfig), prog=prog)
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
