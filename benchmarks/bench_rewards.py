@@ -151,14 +151,14 @@ def main() -> None:
     dataset = synthetic_dataset(args.n, args.seed)
     scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(batch_size=args.batch_size, theta=args.theta))
     # The baseline's sequences: neutral prompt + response ids, built with the scorer's own formatting (untimed).
-    sequences, response_tokens, prompt_tokens = [], 0, 0
+    sequences, completion_tokens, prompt_tokens = [], 0, 0
     for example in dataset:
         for column in ("chosen", "rejected"):
             texts = format_completion(example["prompt"], example[column], tokenizer, scorer.config)
             prompt_ids = tokenize_prompt(tokenizer, texts.prompt, texts.conversational)
             response_ids = tokenize_completion(tokenizer, texts.completion, texts.conversational)
             sequences.append(prompt_ids + response_ids)
-            response_tokens += len(response_ids)
+            completion_tokens += len(response_ids)
         prompt_tokens += len(prompt_ids)
     scorer.score_dataset(dataset.select(range(min(2, len(dataset)))))  # warm-up
     plain_forward(patient, sequences[: min(4, len(sequences))], args.batch_size, pad_id)  # warm-up
@@ -179,19 +179,19 @@ def main() -> None:
             variants.reverse()
         for variant, function in variants:
             times[variant].append(timed(function))
-    assert response_tokens == sum(len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in scored)
+    assert completion_tokens == sum(len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in scored)
 
     print(f"patient: {name}, dtype {args.dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(
-        f"data: {args.n} pairs, {2 * args.n} responses, {response_tokens} response tokens "
-        f"(mean {response_tokens / (2 * args.n):.1f}), mean neutral prompt {prompt_tokens / args.n:.1f} tokens; "
+        f"data: {args.n} pairs, {2 * args.n} responses, {completion_tokens} response tokens "
+        f"(mean {completion_tokens / (2 * args.n):.1f}), mean neutral prompt {prompt_tokens / args.n:.1f} tokens; "
         f"batch size {args.batch_size}; {args.repeats} repeats"
     )
     print(f"{'variant':<16}{'min s':>9}{'median s':>10}{'tok/s (best)':>14}{'tok/s (median)':>16}")
     for variant, values in times.items():
         best, median = min(values), statistics.median(values)
         print(
-            f"{variant:<16}{best:>9.3f}{median:>10.3f}{response_tokens / best:>14.1f}{response_tokens / median:>16.1f}"
+            f"{variant:<16}{best:>9.3f}{median:>10.3f}{completion_tokens / best:>14.1f}{completion_tokens / median:>16.1f}"
         )
     ratio_best = min(times["plain forward"]) / min(times["score_dataset"])
     ratio_median = statistics.median(times["plain forward"]) / statistics.median(times["score_dataset"])

@@ -23,7 +23,7 @@ from pathlib import Path
 from trl import TrlParser
 
 from tfpo_hf.baselines import TrajectoryBTTrainer
-from tfpo_hf.demo.pipeline import (
+from tfpo_hf.demo import (
     DemoArguments,
     DoctorRun,
     Method,

@@ -1,10 +1,13 @@
-"""`TokenRewardConfig` and `TFPOConfig`: validation, CLI parsing, help text and the stage-1 hand-over."""
+"""`TokenRewardConfig` and `TFPOConfig`: validation, CLI parsing, help text, the stage-1 hand-over and the
+re-exports from `tfpo_hf.config`."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 from transformers import HfArgumentParser, TrainingArguments
@@ -328,3 +331,29 @@ def test_dataclasses_replace_revalidates(tmp_path):
     assert dataclasses.replace(args, theta=0.2).model_init_kwargs == {"dtype": "float32"}
     with pytest.raises(ValueError, match="`theta`"):
         dataclasses.replace(args, theta=1.2)
+
+
+def test_stage_one_names_are_re_exported_from_config():
+    import tfpo_hf.config
+    import tfpo_hf.token_reward_config
+
+    for name in (
+        "TokenRewardConfig",
+        "_TokenRewardFields",
+        "DEFAULT_FACE_TEMPLATE",
+        "DEFAULT_NEGATIVE_SYSTEM_PROMPT",
+        "DEFAULT_POSITIVE_SYSTEM_PROMPT",
+        "TRUNCATION_MODES",
+    ):
+        assert getattr(tfpo_hf.config, name) is getattr(tfpo_hf.token_reward_config, name), name
+
+
+def test_token_reward_config_module_does_not_import_transformers():
+    # A fresh interpreter: this one has long imported transformers. Stage 1's config must not pay for it.
+    code = (
+        "import sys, tfpo_hf.token_reward_config as m; m.TokenRewardConfig(theta=0.3); "
+        "print(sorted({n.split('.')[0] for n in sys.modules} & {'transformers', 'torch', 'trl', 'datasets'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
-"""`tfpo-hf demo --quick` on the real SmolLM2 patient writes a complete report (not that the doctor wins)."""
+"""The demo's prompt split and import surface; `tfpo-hf demo --quick` on the real SmolLM2 patient writes a complete
+report (not that the doctor wins)."""
 
 import json
 
@@ -6,9 +7,34 @@ import pytest
 
 from tfpo_hf.cli import main
 from tfpo_hf.config import DEFAULT_GUIDANCE_BETA
+from tfpo_hf.demo.pipeline import DemoArguments, split_prompts
 
 
 DOCTOR = f"LLMdoctor beta={DEFAULT_GUIDANCE_BETA:g}"
+# What benchmarks/sweep_quality.py, scripts/demo.py and scripts/evaluate.py import from the pipeline and the package.
+PIPELINE_NAMES = (
+    "DemoArguments DoctorRun Method build_preference_pairs chat guided_method load_prompts memoized run_demo "
+    "score_pairs split_prompts train_doctor train_dpo"
+).split()
+
+
+def test_pipeline_and_package_keep_their_public_names():
+    import tfpo_hf.demo
+    import tfpo_hf.demo.pipeline
+
+    assert all(hasattr(tfpo_hf.demo.pipeline, name) for name in PIPELINE_NAMES)
+    assert all(hasattr(tfpo_hf.demo, name) for name in tfpo_hf.demo.__all__)
+    assert {"chat", "load_prompts", "run_demo"} <= set(tfpo_hf.demo.__all__)
+
+
+def test_split_prompts_is_seeded_disjoint_and_sized():
+    args = DemoArguments(quick=True)
+    pairs, validation, evaluation = split_prompts(args)
+    assert (len(pairs), len(validation), len(evaluation)) == (12, 4, 6)
+    openings = [prompt[0]["content"] for prompt in pairs + validation + evaluation]
+    assert len(set(openings)) == len(openings)
+    assert split_prompts(args) == (pairs, validation, evaluation)
+    assert split_prompts(DemoArguments(quick=True, seed=1)) != (pairs, validation, evaluation)
 
 
 @pytest.mark.slow

@@ -202,7 +202,7 @@ def test_reward_statistics(scorer):
     stats = reward_statistics(scored)
     chosen = [r for rs in scored["chosen_token_rewards"] for r in rs]
     rejected = [r for rs in scored["rejected_token_rewards"] for r in rs]
-    assert stats["response_tokens"] == len(chosen) + len(rejected) == scorer.stats.response_tokens
+    assert stats["completion_tokens"] == len(chosen) + len(rejected) == scorer.stats.completion_tokens
     nonzero = sum(r != 0 for r in chosen + rejected)
     assert stats["nonzero_fraction"] == pytest.approx(nonzero / (len(chosen) + len(rejected)))
     assert stats["nonzero_fraction"] == pytest.approx(scorer.stats.nonzero_fraction)
@@ -358,7 +358,7 @@ def test_face_prompts_and_response_ids(scorer, tokenizer):
         assert tokenizer.decode(ids) == chosen + "<|im_end|>\n"
 
 
-def test_rewards_only_on_response_tokens(scorer, tokenizer):
+def test_rewards_only_on_completion_tokens(scorer, tokenizer):
     scored = scorer.score_dataset(chat_dataset())
     for example, (_, chosen, rejected) in zip(scored, CHAT_ROWS):
         assert tokenizer.decode(example["prompt_ids"]).endswith("<|im_start|>assistant\n")
@@ -418,8 +418,8 @@ def test_batch_size_does_not_change_results(patient, tokenizer, architecture):
     results, logprobs = {}, {}
     for batch_size in (1, 8):
         scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(batch_size=batch_size))
-        original, logprobs[batch_size] = scorer.response_logprobs, []
-        scorer.response_logprobs = lambda sequences, original=original, out=logprobs[batch_size]: (
+        original, logprobs[batch_size] = scorer.completion_logprobs, []
+        scorer.completion_logprobs = lambda sequences, original=original, out=logprobs[batch_size]: (
             out.extend(original(sequences)) or out[-len(sequences) :]
         )
         results[batch_size] = scorer.score_dataset(dataset)
@@ -504,7 +504,7 @@ def test_empty_response(patient, tokenizer, caplog):
     chat = chat_dataset([(user("Hi"), "Hello there!", ""), (user("Hey"), "   ", "No.")])
     with caplog.at_level(logging.WARNING, logger="tfpo_hf"):
         scored = scorer.score_dataset(chat)
-    assert scorer.stats.empty_responses == 2
+    assert scorer.stats.empty_completions == 2
     assert any("empty" in record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING)
     assert scored[0]["rejected_token_rewards"] == [0.0] * len(scored[0]["rejected_ids"])
     assert scored[1]["chosen_token_rewards"] == [0.0] * len(scored[1]["chosen_ids"])
@@ -516,7 +516,7 @@ def test_empty_response(patient, tokenizer, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="tfpo_hf"):
         scored = scorer.score_dataset(text_dataset([("Say something", "", "Something.")]))
-    assert scorer.stats.empty_responses == 1
+    assert scorer.stats.empty_completions == 1
     assert any("empty" in record.getMessage() for record in caplog.records)
     assert scored[0]["chosen_ids"] == [tokenizer.eos_token_id]
     assert scored[0]["chosen_token_rewards"] == [0.0]
@@ -634,9 +634,9 @@ def test_score_dataset_is_cached_by_fingerprint(patient, tokenizer, tmp_path, mo
     scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig())
     assert scorer.fingerprint(first) == scorer.fingerprint(second)
     calls = []
-    original = scorer.response_logprobs
+    original = scorer.completion_logprobs
     monkeypatch.setattr(
-        scorer, "response_logprobs", lambda sequences: calls.append(len(sequences)) or original(sequences)
+        scorer, "completion_logprobs", lambda sequences: calls.append(len(sequences)) or original(sequences)
     )
     scored_first = scorer.score_dataset(first)
     assert calls
@@ -645,7 +645,7 @@ def test_score_dataset_is_cached_by_fingerprint(patient, tokenizer, tmp_path, mo
     def fail(sequences):
         raise AssertionError("the patient ran again instead of loading the cache")
 
-    monkeypatch.setattr(scorer, "response_logprobs", fail)
+    monkeypatch.setattr(scorer, "completion_logprobs", fail)
     scored_second = scorer.score_dataset(second)
     assert scored_second._fingerprint == scored_first._fingerprint
     assert scored_second.to_dict() == scored_first.to_dict()
@@ -653,8 +653,8 @@ def test_score_dataset_is_cached_by_fingerprint(patient, tokenizer, tmp_path, mo
     other = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(theta=0.7))
     assert other.fingerprint(second) != scorer.fingerprint(second)
     other_calls = []
-    original_other = other.response_logprobs
-    monkeypatch.setattr(other, "response_logprobs", lambda s: other_calls.append(1) or original_other(s))
+    original_other = other.completion_logprobs
+    monkeypatch.setattr(other, "completion_logprobs", lambda s: other_calls.append(1) or original_other(s))
     other.score_dataset(second)
     assert other_calls
 
@@ -717,10 +717,10 @@ def test_stats_are_counted_from_the_result_also_on_a_cache_hit(patient, tokenize
         with caplog.at_level(logging.WARNING, logger="tfpo_hf"):
             scored = scorer.score_dataset(load_from_disk(str(tmp_path / "data")), map_batch_size=2)
         assert scorer.stats.examples == len(rows)
-        assert scorer.stats.empty_responses == 1
-        assert scorer.stats.response_tokens == reward_statistics(scored)["response_tokens"]
+        assert scorer.stats.empty_completions == 1
+        assert scorer.stats.completion_tokens == reward_statistics(scored)["completion_tokens"]
         assert any("empty" in record.getMessage() for record in caplog.records)
-        assert "_empty_responses" not in scored.column_names and "_truncated" not in scored.column_names
+        assert "_empty_completions" not in scored.column_names and "_truncated" not in scored.column_names
 
 
 def test_fingerprint_sees_every_weight(tokenizer):

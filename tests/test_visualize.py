@@ -1,4 +1,4 @@
-"""Tests of `tfpo_hf.visualize`: the HTML page and the PNG figure of token rewards."""
+"""Tests of `tfpo_hf.visualize`: the HTML page and the PNG figure of token rewards (laid out by `visualize_png`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tfpo_hf.visualize import (
     reward_color,
     token_texts,
 )
+from tfpo_hf.visualize_png import ResponseRow, display_text, layout_cells
 
 
 def make(tokens, rewards, token_ids=None):
@@ -141,3 +142,23 @@ def test_png(tmp_path, chosen, rejected):
     # More responses, taller figure.
     small = imread(plot_token_rewards_png(chosen, tmp_path / "one.png"))
     assert small.shape[0] < height
+
+
+def test_png_layout_wraps_lines_and_breaks_at_newlines():
+    rows = [
+        ResponseRow("first", ["abcd", "efgh", "ij\n", "k"], [0.5, 0.0, -0.5, 0.1]),
+        ResponseRow("second", ["", "\t"], [0, 0]),
+    ]
+    cells, headers, total_lines = layout_cells(rows, line_chars=10)
+    assert headers == [(0, "first"), (4.5, "second")]
+    # 'abcd' and 'efgh' share line 1 (8.8 of 10 characters), 'ij↵' wraps to line 2 and its line break sends 'k' on.
+    assert [(c.line, c.shown) for c in cells] == [
+        (1, "abcd"),
+        (1, "efgh"),
+        (2, "ij\u21b5"),
+        (3, "k"),
+        (5.5, "\u2205"),
+        (5.5, "\u21e5"),
+    ]
+    assert total_lines == 6.5  # the second response's header and line, after half a line of gap
+    assert display_text(" ") == "\u2423" and display_text("a b") == "a b"

@@ -25,7 +25,7 @@ _LAZY_IMPORTS = {
     "TFPOConfig": ".config",
     "TFPOTrainer": ".trainer",
     "TokenRewardCollator": ".collator",
-    "TokenRewardConfig": ".config",
+    "TokenRewardConfig": ".token_reward_config",
     "TokenRewardScorer": ".rewards",
     "TokenRewards": ".rewards",
     "load_default_patient": ".embedded_patient",
@@ -46,12 +46,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .collator import TokenRewardCollator
-    from .config import TFPOConfig, TokenRewardConfig
+    from .config import TFPOConfig
     from .embedded_patient import load_default_patient
     from .fused import GuidedModel
     from .logits_process import DoctorLogitsProcessor
     from .modeling import DoctorModel
     from .rewards import TokenRewards, TokenRewardScorer
+    from .token_reward_config import TokenRewardConfig
     from .trainer import TFPOTrainer
 
 

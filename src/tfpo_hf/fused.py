@@ -24,9 +24,9 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from .doctor_config import DoctorConfig
+from .guidance_sources import recorded_weights
 from .hub_files import find_file, hub_kwargs_of
 from .incremental import Stream
-from .logits_process import recorded_weights
 from .modeling import ADAPTER_CONFIG_NAME
 
 
@@ -79,9 +79,15 @@ class GuidedModel:
     Memory: the KV cache holds `1 + K` times the rows of plain decoding (K active doctors); the adapters add their
     low-rank weights.
 
-    Example:
-        >>> guided = GuidedModel(patient, "my-lora-doctor")
-        >>> out = guided.generate(**inputs, max_new_tokens=64, do_sample=True, top_p=0.9)
+    Example (a saved LoRA doctor works the same way: `GuidedModel(patient, "my-lora-doctor")`):
+        >>> from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
+        >>> tokenizer = tiny_tokenizer()
+        >>> tokenizer.padding_side = "left"
+        >>> patient = tiny_causal_lm()
+        >>> guided = GuidedModel(patient, tiny_lora_doctor(patient, seed=1), betas=2.0)
+        >>> inputs = tokenizer(["Hi!", "Tell me about cats."], padding=True, return_tensors="pt")
+        >>> guided.generate(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id).shape[0]
+        2
     """
 
     def __init__(

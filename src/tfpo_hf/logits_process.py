@@ -10,8 +10,16 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import LogitsProcessor
 
-from .adapters import has_adapter
 from .doctor_config import DoctorConfig
+from .guidance_sources import (
+    BASE,
+    PATIENT,
+    check_vocabulary,
+    load_causal_lm,
+    recorded_weights,
+    resolve_references,
+    saved_tokenizer,
+)
 from .hub_files import hub_kwargs_of
 from .incremental import IncrementalForward, Stream
 from .logprobs import log_softmax_keeping_masked
@@ -19,45 +27,6 @@ from .logprobs import log_softmax_keeping_masked
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-_TOKENIZER_KWARGS = ("cache_dir", "local_files_only", "revision", "subfolder", "token", "trust_remote_code")
-PATIENT, INITIAL, BASE = "patient", "initial", "base"  # the guided patient; the doctor's initial weights; a LoRA base
-
-
-def _load_causal_lm(name_or_path, **from_pretrained_kwargs) -> PreTrainedModel:
-    from transformers import AutoModelForCausalLM  # here, not at import: the processor imports fast
-
-    return AutoModelForCausalLM.from_pretrained(name_or_path, **from_pretrained_kwargs)
-
-
-def recorded_weights(configs: list[DoctorConfig], betas, alpha) -> tuple[float | Sequence[float], float]:
-    """The weights to decode with: those given, else each doctor's recorded `beta` (`UNRECORDED_BETA` when it records
-    none) and the doctors' recorded `alpha` when they agree (else 1)."""
-    if betas is None:
-        betas = [config.decoding_beta for config in configs]
-    if alpha is None:
-        alphas = {config.alpha for config in configs if config.alpha is not None}
-        alpha = alphas.pop() if len(alphas) == 1 else 1.0
-    return betas, float(alpha)
-
-
-def _saved_tokenizer(source: str, hub_lookup: bool, from_pretrained_kwargs: dict):
-    """The tokenizer saved with a doctor checkpoint at `source` (a local directory, or a Hub id if `hub_lookup`), or
-    `None` when there is none."""
-    kwargs = {key: value for key, value in from_pretrained_kwargs.items() if key in _TOKENIZER_KWARGS}
-    if os.path.isdir(source):
-        folder = os.path.join(source, kwargs.get("subfolder", ""))
-        if not any(os.path.isfile(os.path.join(folder, name)) for name in _TOKENIZER_FILES):
-            return None
-    elif not hub_lookup:
-        return None
-    try:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(source, **kwargs)
-    except OSError:
-        return None
 
 
 class DoctorLogitsProcessor(LogitsProcessor):
@@ -130,16 +99,27 @@ class DoctorLogitsProcessor(LogitsProcessor):
 
     Examples:
 
-    ```python
-    >>> from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
-    >>> from tfpo_hf import DoctorLogitsProcessor
+    With real models, `patient = AutoModelForCausalLM.from_pretrained(...)` and `DoctorLogitsProcessor("my-doctor",
+    tokenizer=tokenizer)`; here the tiny random models of `tfpo_hf.testing`, so the example runs anywhere:
 
-    >>> tokenizer = AutoTokenizer.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct", padding_side="left")
-    >>> patient = AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")
+    ```python
+    >>> from transformers import LogitsProcessorList
+    >>> from tfpo_hf import DoctorLogitsProcessor
+    >>> from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+
+    >>> tokenizer = tiny_tokenizer()
+    >>> tokenizer.padding_side = "left"
+    >>> patient, doctor_lm = tiny_causal_lm(seed=0), tiny_causal_lm(seed=1)
     >>> inputs = tokenizer(["Tell me about cats.", "Hi!"], padding=True, return_tensors="pt")
-    >>> doctor = DoctorLogitsProcessor("path/to/doctor", tokenizer=tokenizer, attention_mask=inputs.attention_mask)
-    >>> out = patient.generate(**inputs, logits_processor=LogitsProcessorList([doctor]), max_new_tokens=32)
+    >>> doctor = DoctorLogitsProcessor(doctor_lm, betas=2.0, tokenizer=tokenizer, attention_mask=inputs.attention_mask)
+    >>> out = patient.generate(
+    ...     **inputs, logits_processor=LogitsProcessorList([doctor]), max_new_tokens=4, do_sample=False,
+    ...     pad_token_id=tokenizer.pad_token_id,
+    ... )
+    >>> out.shape[0], doctor.betas, doctor.alpha
+    (2, [2.0], 1.0)
     >>> doctor.set_betas(4.0)  # stronger guidance for the next call, same doctor weights
+
     ```
     """
 
@@ -164,7 +144,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
         recorded: list[DoctorConfig] = []
         for source in sources:
             if isinstance(source, (str, os.PathLike)):
-                doctor = _load_causal_lm(source, **from_pretrained_kwargs)
+                doctor = load_causal_lm(source, **from_pretrained_kwargs)
                 recorded.append(DoctorConfig.from_pretrained(source, **hub_kwargs_of(from_pretrained_kwargs)))
                 source, hub_lookup = str(source), True
             else:
@@ -172,9 +152,9 @@ class DoctorLogitsProcessor(LogitsProcessor):
                 recorded.append(DoctorConfig.from_dict(getattr(source, "tfpo_config", None)))
                 source, hub_lookup = str(getattr(doctor, "name_or_path", "")), False
             if tokenizer is not None:
-                self._check_vocabulary(doctor, tokenizer, _saved_tokenizer(source, hub_lookup, from_pretrained_kwargs))
+                check_vocabulary(doctor, tokenizer, saved_tokenizer(source, hub_lookup, from_pretrained_kwargs))
             self.doctors.append(doctor)
-        self.references = self._resolve_references(references, recorded, tokenizer, from_pretrained_kwargs)
+        self.references = resolve_references(self.doctors, references, recorded, tokenizer, from_pretrained_kwargs)
         betas, self.alpha = recorded_weights(recorded, betas, alpha)
         self.normalize = normalize
         if pad_token_id is None and tokenizer is not None:
@@ -188,81 +168,6 @@ class DoctorLogitsProcessor(LogitsProcessor):
         self._forward = IncrementalForward(pad_token_id, attention_mask)
         self.betas: list[float] = [0.0] * len(self.doctors)
         self.set_betas(betas)
-
-    def _resolve_references(self, references, recorded: list[DoctorConfig], tokenizer, from_pretrained_kwargs) -> list:
-        """One reference per doctor: `None` (the mix), `"patient"`, `"base"` (a LoRA doctor's base) or a model."""
-        if references is None:
-            references = [
-                (PATIENT if config.guidance_reference == PATIENT else INITIAL) if config.uses_ratio else None
-                for config in recorded
-            ]
-        elif isinstance(references, (str, os.PathLike, torch.nn.Module)):
-            references = [references] * len(self.doctors)
-        if len(references) != len(self.doctors):
-            raise ValueError(f"Got {len(references)} references for {len(self.doctors)} doctors.")
-        resolved = []
-        for doctor, config, reference in zip(self.doctors, recorded, references):
-            if reference in (None, "none"):
-                resolved.append(None)
-            elif reference == PATIENT:
-                resolved.append(PATIENT)
-            elif reference == BASE and not has_adapter(doctor):
-                raise ValueError(
-                    f"Doctor {doctor.name_or_path!r} has no PEFT adapter, so it has no base to use as the reference: "
-                    "pass `references='initial'` or the model it started from."
-                )
-            elif reference == BASE:
-                resolved.append(BASE)
-            elif reference == INITIAL:
-                resolved.append(
-                    BASE if has_adapter(doctor) else self._initial_model(doctor, config, from_pretrained_kwargs)
-                )
-            else:
-                model = reference
-                if isinstance(reference, (str, os.PathLike)):
-                    model = _load_causal_lm(reference, **from_pretrained_kwargs)
-                if tokenizer is not None:
-                    self._check_vocabulary(model, tokenizer, None)
-                resolved.append(model)
-        return resolved
-
-    @staticmethod
-    def _initial_model(doctor: PreTrainedModel, config: DoctorConfig, from_pretrained_kwargs: dict) -> PreTrainedModel:
-        """The weights a full-weight doctor started from: its recorded `reference_name_or_path`, loaded and cut to
-        the recorded depth (a doctor made of the patient's first layers)."""
-        name = config.reference_name_or_path
-        try:
-            if not name:
-                raise OSError("no name recorded")
-            reference = _load_causal_lm(name, **from_pretrained_kwargs)
-        except OSError as error:
-            raise ValueError(
-                f"Doctor {doctor.name_or_path!r} was trained against its initial weights ({name!r}), which could not "
-                f"be loaded ({error}): pass that model as `references=` (or `references='none'` to mix the doctor in "
-                "without one)."
-            ) from error
-        num_layers = config.reference_num_layers
-        if num_layers and num_layers < len(reference.get_decoder().layers):
-            from .modeling import truncated_causal_lm
-
-            reference = truncated_causal_lm(reference, num_layers)
-        return reference.eval()
-
-    @staticmethod
-    def _check_vocabulary(doctor: PreTrainedModel, tokenizer, doctor_tokenizer) -> None:
-        name = doctor.name_or_path or type(doctor).__name__
-        vocab_size = doctor.config.get_text_config().vocab_size
-        if vocab_size < len(tokenizer):
-            raise ValueError(
-                f"Doctor {name!r} has {vocab_size} vocabulary ids, fewer than the {len(tokenizer)} tokens of the "
-                f"patient tokenizer {tokenizer.name_or_path!r}: they cannot share a vocabulary."
-            )
-        if doctor_tokenizer is not None and doctor_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise ValueError(
-                f"Doctor {name!r} was saved with tokenizer {doctor_tokenizer.name_or_path!r} ({len(doctor_tokenizer)} "
-                f"tokens), which differs from the patient tokenizer {tokenizer.name_or_path!r} ({len(tokenizer)} "
-                "tokens): guidance needs both models to use the same vocabulary."
-            )
 
     def set_betas(self, betas: float | Sequence[float]) -> None:
         """Change the doctors' weights, for instance between two `generate` calls, without reloading them."""

@@ -38,6 +38,29 @@ def prefix_scores(
     return F.pad(steps.cumsum(-1), (1, 0))
 
 
+def _check_subtb_inputs(
+    logprobs: torch.Tensor, log_flows: torch.Tensor, mask: torch.Tensor, max_span: int | None
+) -> None:
+    """Raise on the shapes, mask and span `subtrajectory_balance_loss` cannot use (see its docstring)."""
+    if logprobs.dim() != 2:
+        raise ValueError(f"logprobs must have shape [B, T], got {list(logprobs.shape)}")
+    batch_size, num_steps = logprobs.shape
+    if tuple(log_flows.shape) != (batch_size, num_steps + 1):
+        raise ValueError(
+            f"log_flows must have shape [B, T + 1] = [{batch_size}, {num_steps + 1}] "
+            f"for logprobs of shape [B, T] = [{batch_size}, {num_steps}], got {list(log_flows.shape)}"
+        )
+    if tuple(mask.shape) != (batch_size, num_steps):
+        raise ValueError(
+            f"mask must have shape [B, T] = [{batch_size}, {num_steps}] like logprobs, got {list(mask.shape)}"
+        )
+    if max_span is not None and (isinstance(max_span, bool) or not isinstance(max_span, int) or max_span < 1):
+        raise ValueError(f"max_span must be a positive int or None, got {max_span!r}")
+    transition_mask = mask.bool()
+    if (transition_mask[:, 1:] & ~transition_mask[:, :-1]).any():
+        raise ValueError("mask must be contiguous from t = 0: each row is ones followed by zeros")
+
+
 def subtrajectory_balance_loss(
     logprobs: torch.Tensor,
     log_flows: torch.Tensor,
@@ -66,24 +89,8 @@ def subtrajectory_balance_loss(
     With D_t = log F(s_t) - sum_{k<t} logprobs_k, residual(m, n) = D_n - D_m, so the sum over all
     pairs of a sequence with N valid states is N * sum_t (D_t - mean D)^2.
     """
-    if logprobs.dim() != 2:
-        raise ValueError(f"logprobs must have shape [B, T], got {list(logprobs.shape)}")
-    batch_size, num_steps = logprobs.shape
-    if tuple(log_flows.shape) != (batch_size, num_steps + 1):
-        raise ValueError(
-            f"log_flows must have shape [B, T + 1] = [{batch_size}, {num_steps + 1}] "
-            f"for logprobs of shape [B, T] = [{batch_size}, {num_steps}], got {list(log_flows.shape)}"
-        )
-    if tuple(mask.shape) != (batch_size, num_steps):
-        raise ValueError(
-            f"mask must have shape [B, T] = [{batch_size}, {num_steps}] like logprobs, got {list(mask.shape)}"
-        )
-    if max_span is not None and (isinstance(max_span, bool) or not isinstance(max_span, int) or max_span < 1):
-        raise ValueError(f"max_span must be a positive int or None, got {max_span!r}")
+    _check_subtb_inputs(logprobs, log_flows, mask, max_span)
     transition_mask = mask.bool()
-    if (transition_mask[:, 1:] & ~transition_mask[:, :-1]).any():
-        raise ValueError("mask must be contiguous from t = 0: each row is ones followed by zeros")
-
     dtype = torch.promote_types(torch.promote_types(logprobs.dtype, log_flows.dtype), torch.float32)
     # state t + 1 is valid exactly when transition t is real; s_0 always is.
     state_mask = F.pad(transition_mask, (1, 0), value=True)  # [B, T + 1]

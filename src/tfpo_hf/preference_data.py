@@ -23,7 +23,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 from trl import extract_prompt, is_conversational, maybe_apply_chat_template
 
-from .config import TokenRewardConfig
+from .token_reward_config import TokenRewardConfig
 
 
 SCORED_COLUMNS = ("prompt_ids", "chosen_ids", "chosen_token_rewards", "rejected_ids", "rejected_token_rewards")
@@ -72,10 +72,10 @@ def _with_system_prompt(messages: list[dict[str, Any]], system_prompt: str) -> l
     return [{"role": "system", "content": system_prompt}] + list(messages)
 
 
-def _response_is_empty(response: str | list[dict[str, Any]]) -> bool:
-    if isinstance(response, str):
-        return not response.strip()
-    return all(not str(message.get("content", "")).strip() for message in response)
+def _completion_is_empty(completion: str | list[dict[str, Any]]) -> bool:
+    if isinstance(completion, str):
+        return not completion.strip()
+    return all(not str(message.get("content", "")).strip() for message in completion)
 
 
 def format_completion(
@@ -108,7 +108,7 @@ def format_completion(
             negative_prompt=negative["prompt"],
             completion=neutral["completion"],
             conversational=True,
-            is_empty=_response_is_empty(completion),
+            is_empty=_completion_is_empty(completion),
         )
     if not isinstance(prompt, str) or not isinstance(completion, str):
         raise ValueError(f"Mixed formats: prompt {type(prompt).__name__}, response {type(completion).__name__}.")
@@ -118,7 +118,7 @@ def format_completion(
         negative_prompt=config.face_template.format(system_prompt=config.negative_system_prompt, prompt=prompt),
         completion=completion,
         conversational=False,
-        is_empty=_response_is_empty(completion),
+        is_empty=_completion_is_empty(completion),
     )
 
 

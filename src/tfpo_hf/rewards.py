@@ -11,7 +11,6 @@ from datasets import Dataset
 from datasets.fingerprint import Hasher
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .config import TokenRewardConfig
 from .fingerprint import weights_probe
 from .logprobs import position_ids_from_mask, selective_log_softmax
 from .preference_data import (
@@ -22,60 +21,11 @@ from .preference_data import (
     tokenize_prompt,
     truncate_pair,
 )
+from .token_reward_config import TokenRewardConfig
+from .token_rewards import ScoringStats, TokenRewards, token_rewards_from_logprobs  # noqa: F401  (re-exported)
 
 
 logger = logging.getLogger(__name__)
-
-
-def token_rewards_from_logprobs(
-    positive_logprobs: torch.Tensor, negative_logprobs: torch.Tensor, sign: float, config: TokenRewardConfig
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Delta, S and r of one response from its per-token log-probabilities under the two faces.
-
-    Args:
-        positive_logprobs, negative_logprobs: [T] log p_face(y_t | x_face, y_<t).
-        sign: +1 for a chosen response, -1 for a rejected one.
-
-    Returns:
-        delta [T] = |lp_pos - lp_neg|, normalized [T] = tanh(delta / ((mean delta + eps) * tau)) in [0, 1),
-        rewards [T] = sign * normalized * 1[normalized > theta].
-    """
-    delta = (positive_logprobs.double() - negative_logprobs.double()).abs()
-    if delta.numel() == 0:
-        return delta, delta.clone(), delta.clone()
-    normalized = torch.tanh(delta / ((delta.mean() + config.eps) * config.tau))
-    rewards = torch.where(normalized > config.theta, sign * normalized, torch.zeros_like(normalized))
-    return delta, normalized, rewards
-
-
-@dataclass
-class TokenRewards:
-    """Per-token rewards of one response, with the quantities they come from (all lists of length T)."""
-
-    token_ids: list[int]
-    tokens: list[str]
-    rewards: list[float]
-    delta: list[float]
-    normalized: list[float]
-
-    @property
-    def nonzero_fraction(self) -> float:
-        return sum(r != 0 for r in self.rewards) / max(len(self.rewards), 1)
-
-
-@dataclass
-class ScoringStats:
-    """Counts reported after scoring a dataset."""
-
-    examples: int = 0
-    empty_responses: int = 0
-    truncated_examples: int = 0
-    response_tokens: int = 0
-    nonzero_rewards: int = 0
-
-    @property
-    def nonzero_fraction(self) -> float:
-        return self.nonzero_rewards / max(self.response_tokens, 1)
 
 
 @dataclass
@@ -93,10 +43,16 @@ class TokenRewardScorer:
         tokenizer: the patient's tokenizer; one without a pad token is fine (padding is masked, never read).
         config: a `TokenRewardConfig`.
 
-    Example:
-        >>> scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(theta=0.5))
-        >>> scorer.score([{"role": "user", "content": "Hi"}], "Hello! How can I help?").rewards
-        >>> scored = scorer.score_dataset(load_dataset("trl-lib/ultrafeedback_binarized", split="train"))
+    Example (tiny random models here; a real patient and `load_dataset(...)` work the same way):
+        >>> from datasets import Dataset
+        >>> from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+        >>> scorer = TokenRewardScorer(tiny_causal_lm(), tiny_tokenizer(), TokenRewardConfig(theta=0.5))
+        >>> result = scorer.score([{"role": "user", "content": "Hi"}], "Hello!")
+        >>> len(result.rewards) == len(result.token_ids) and all(-1 < r < 1 for r in result.rewards)
+        True
+        >>> pairs = Dataset.from_list([{"prompt": "Hi", "chosen": "Hello there!", "rejected": "No."}])
+        >>> {"prompt_ids", "chosen_token_rewards", "rejected_token_rewards"} <= set(scorer.score_dataset(pairs).column_names)
+        True
     """
 
     def __init__(
@@ -115,7 +71,7 @@ class TokenRewardScorer:
 
     # ------------------------------------------------------------------ log-probabilities
     @torch.inference_mode()
-    def response_logprobs(self, sequences: list[_Sequence]) -> list[torch.Tensor]:
+    def completion_logprobs(self, sequences: list[_Sequence]) -> list[torch.Tensor]:
         """log p(y_t | prompt, y_<t) [T_i] (float32, CPU) for every response, in the order given.
 
         Sequences are sorted by length and run `config.batch_size` at a time, left-padded so every response
@@ -130,30 +86,30 @@ class TokenRewardScorer:
             chunk = order[start : start + self.config.batch_size]
             rows = [sequences[i].prompt_ids + sequences[i].completion_ids for i in chunk]
             completion_lengths = [len(sequences[i].completion_ids) for i in chunk]
-            width, response_width = max(map(len, rows)), max(completion_lengths)
-            if response_width == 0:
+            width, completion_width = max(map(len, rows)), max(completion_lengths)
+            if completion_width == 0:
                 for i in chunk:
                     results[i] = torch.zeros(0)
                 continue
             input_ids = torch.zeros(len(rows), width, dtype=torch.long)
             attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
-            targets = torch.zeros(len(rows), response_width, dtype=torch.long)
+            targets = torch.zeros(len(rows), completion_width, dtype=torch.long)
             for row, (ids, length) in enumerate(zip(rows, completion_lengths)):
                 input_ids[row, width - len(ids) :] = torch.tensor(ids)
                 attention_mask[row, width - len(ids) :] = 1
                 if length:
-                    targets[row, response_width - length :] = torch.tensor(ids[len(ids) - length :])
+                    targets[row, completion_width - length :] = torch.tensor(ids[len(ids) - length :])
             position_ids = position_ids_from_mask(attention_mask)
             logits = self.patient(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
                 position_ids=position_ids.to(device),
-                logits_to_keep=response_width + 1,
+                logits_to_keep=completion_width + 1,
                 use_cache=False,
             ).logits[:, :-1]
             logprobs = selective_log_softmax(logits, targets.to(device)).cpu()
             for row, (index, length) in enumerate(zip(chunk, completion_lengths)):
-                results[index] = logprobs[row, response_width - length :]
+                results[index] = logprobs[row, completion_width - length :]
         for sequence, logprobs in zip(sequences, results):
             bad = (~torch.isfinite(logprobs)).nonzero()
             if len(bad):
@@ -190,13 +146,13 @@ class TokenRewardScorer:
 
     # ------------------------------------------------------------------ one pair
     def score(
-        self, prompt: str | list[dict[str, Any]], response: str | list[dict[str, Any]], chosen: bool = True
+        self, prompt: str | list[dict[str, Any]], completion: str | list[dict[str, Any]], chosen: bool = True
     ) -> TokenRewards:
-        """Token rewards of one response (positive sign if `chosen`, negative otherwise).
+        """Token rewards of one completion (positive sign if `chosen`, negative otherwise).
 
-        `prompt` is a string or a list of chat messages; `response` a string or a list of assistant messages.
+        `prompt` is a string or a list of chat messages; `completion` a string or a list of assistant messages.
         """
-        texts = format_completion(prompt, response, self.tokenizer, self.config)
+        texts = format_completion(prompt, completion, self.tokenizer, self.config)
         completion_ids = tokenize_completion(self.tokenizer, texts.completion, texts.conversational)
         neutral_ids = tokenize_prompt(self.tokenizer, texts.prompt, texts.conversational)
         _, completion_ids, _, _ = truncate_pair(
@@ -207,7 +163,7 @@ class TokenRewardScorer:
             self.config.max_prompt_length,
             self.config.truncation_mode,
         )
-        positive, negative = self.response_logprobs(self._face_sequences(texts, completion_ids, "the response"))
+        positive, negative = self.completion_logprobs(self._face_sequences(texts, completion_ids, "the response"))
         delta, normalized, rewards = self._rewards(
             completion_ids, positive, negative, 1.0 if chosen else -1.0, texts.is_empty
         )
@@ -221,10 +177,10 @@ class TokenRewardScorer:
 
     # ------------------------------------------------------------------ datasets
     def _score_batch(self, batch: dict[str, list], indices: list[int], dataset_format: str) -> dict[str, list]:
-        """The five token-reward columns of a batch, plus `_empty_responses` and `_truncated` for the statistics."""
+        """The five token-reward columns of a batch, plus `_empty_completions` and `_truncated` for the statistics."""
         examples = [as_explicit_example({k: batch[k][i] for k in batch}, dataset_format) for i in range(len(indices))]
         columns: dict[str, list] = {
-            name: [] for name in ("prompt_ids", "chosen_ids", "rejected_ids", "_empty_responses", "_truncated")
+            name: [] for name in ("prompt_ids", "chosen_ids", "rejected_ids", "_empty_completions", "_truncated")
         }
         sequences, responses = [], []
         for index, example in zip(indices, examples):
@@ -242,19 +198,19 @@ class TokenRewardScorer:
             columns["prompt_ids"].append(prompt_ids)
             columns["chosen_ids"].append(chosen_ids)
             columns["rejected_ids"].append(rejected_ids)
-            columns["_empty_responses"].append(int(chosen.is_empty) + int(rejected.is_empty))
+            columns["_empty_completions"].append(int(chosen.is_empty) + int(rejected.is_empty))
             columns["_truncated"].append(truncated)
             for texts, ids, name in ((chosen, chosen_ids, "chosen"), (rejected, rejected_ids, "rejected")):
                 sequences += self._face_sequences(texts, ids, f"example {index} ({name} response)")
                 responses.append((ids, texts.is_empty))
-        logprobs = self.response_logprobs(sequences)
-        rewards_by_response = []
+        logprobs = self.completion_logprobs(sequences)
+        rewards_by_completion = []
         for response, (ids, is_empty) in enumerate(responses):
             sign = 1.0 if response % 2 == 0 else -1.0
             _, _, rewards = self._rewards(ids, logprobs[2 * response], logprobs[2 * response + 1], sign, is_empty)
-            rewards_by_response.append(rewards.float().tolist())
-        columns["chosen_token_rewards"] = rewards_by_response[0::2]
-        columns["rejected_token_rewards"] = rewards_by_response[1::2]
+            rewards_by_completion.append(rewards.float().tolist())
+        columns["chosen_token_rewards"] = rewards_by_completion[0::2]
+        columns["rejected_token_rewards"] = rewards_by_completion[1::2]
         return columns
 
     def fingerprint(self, dataset: Dataset) -> str:
@@ -295,14 +251,14 @@ class TokenRewardScorer:
         rewards = reward_statistics(scored)
         self.stats = ScoringStats(
             examples=len(scored),
-            empty_responses=sum(scored["_empty_responses"]),
+            empty_completions=sum(scored["_empty_completions"]),
             truncated_examples=sum(scored["_truncated"]),
-            response_tokens=rewards["response_tokens"],
+            completion_tokens=rewards["completion_tokens"],
             nonzero_rewards=rewards["nonzero_rewards"],
         )
-        scored = scored.remove_columns(["_empty_responses", "_truncated"])
-        if self.stats.empty_responses:
-            logger.warning(f"{self.stats.empty_responses} empty responses got all-zero token rewards.")
+        scored = scored.remove_columns(["_empty_completions", "_truncated"])
+        if self.stats.empty_completions:
+            logger.warning(f"{self.stats.empty_completions} empty responses got all-zero token rewards.")
         if self.stats.truncated_examples:
             logger.warning(
                 f"{self.stats.truncated_examples} examples were truncated to max_length={self.config.max_length} "
@@ -310,7 +266,7 @@ class TokenRewardScorer:
             )
         if self.stats.examples:
             logger.info(
-                f"Scored {self.stats.examples} examples, {self.stats.response_tokens} response tokens; "
+                f"Scored {self.stats.examples} examples, {self.stats.completion_tokens} response tokens; "
                 f"non-zero rewards: {self.stats.nonzero_fraction:.1%} (theta={self.config.theta})."
             )
         return scored
@@ -323,7 +279,7 @@ def reward_statistics(dataset: Dataset) -> dict[str, float]:
     all_rewards = chosen + rejected
     nonzero = sum(r != 0 for r in all_rewards)
     return {
-        "response_tokens": len(all_rewards),
+        "completion_tokens": len(all_rewards),
         "nonzero_rewards": nonzero,
         "nonzero_fraction": nonzero / max(len(all_rewards), 1),
         "mean_chosen_reward": sum(chosen) / max(len(chosen), 1),

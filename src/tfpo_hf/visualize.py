@@ -4,9 +4,18 @@ Green is a positive reward (chosen responses), red a negative one (rejected resp
 colour, the larger |r|. Zero-reward tokens stay uncoloured. In the HTML page, hovering a token shows its
 reward, Delta (the gap between the patient's two faces) and S (the normalised gap).
 
-    >>> result = scorer.score(prompt, response)
-    >>> render_token_rewards_html(result, "rewards.html", tokenizer=tokenizer)
-    >>> plot_token_rewards_png([chosen_result, rejected_result], "rewards.png", labels=["chosen", "rejected"])
+    >>> import tempfile, pathlib
+    >>> from tfpo_hf import TokenRewardScorer
+    >>> from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+    >>> tokenizer = tiny_tokenizer()
+    >>> scorer = TokenRewardScorer(tiny_causal_lm(), tokenizer)
+    >>> chosen = scorer.score("Hi", "Hello there!")
+    >>> rejected = scorer.score("Hi", "No.", chosen=False)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> html_path = render_token_rewards_html(chosen, folder / "rewards.html", tokenizer=tokenizer)
+    >>> png_path = plot_token_rewards_png([chosen, rejected], folder / "rewards.png", labels=["chosen", "rejected"])
+    >>> sorted(path.name for path in folder.iterdir())
+    ['rewards.html', 'rewards.png']
 
 Tokens are shown as text: with a `tokenizer`, each token id is decoded on its own; without one, the raw
 token strings are cleaned: byte-level BPE symbols are mapped back to their bytes ('Ġ' is a space, 'Ċ' a
@@ -22,6 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .rewards import TokenRewards
+from .visualize_png import ResponseRow, save_token_reward_figure
 
 
 POSITIVE_RGB = (22, 163, 74)
@@ -154,43 +164,12 @@ def render_token_rewards_html(
         '<span style="border:1px solid #ddd">r = 0</span> '
         "(stronger = larger |r|; hover a token for r, Delta and S).</p>",
     ]
-    for item, name in zip(items, names):
-        texts = token_texts(item, tokenizer)
-        spans = []
-        for t, text in enumerate(texts):
-            reward, delta, normalized = item.rewards[t], item.delta[t], item.normalized[t]
-            tooltip = (
-                f"#{t} token {item.token_ids[t]} {item.tokens[t]!r}\n"
-                f"reward {reward:+.4f}\nDelta {delta:.4f}\nS {normalized:.4f}"
-            )
-            shown = html.escape(text)
-            if text == "":
-                shown = '<span class="mark">\u2205</span>'
-            elif "\n" in text:  # keep the line break, but make the token visible and hoverable
-                shown = shown.replace("\n", '<span class="mark">\u21b5</span>\n')
-            spans.append(
-                f'<span class="tok" style="background:{reward_color(reward)}" '
-                f'title="{html.escape(tooltip, quote=True)}">{shown}</span>'
-            )
-        parts.append(
-            f'<section><h2>{html.escape(name)}</h2><p class="meta">{html.escape(_summary(item))}</p>'
-            f'<div class="response">{"".join(spans)}</div></section>'
-        )
+    parts += [_completion_section(item, name, tokenizer) for item, name in zip(items, names)]
     parts.append("</body></html>\n")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
-
-
-def _display_text(text: str) -> str:
-    """Token text for a figure cell: line breaks and tabs as visible marks, whitespace-only tokens as '␣'."""
-    if text == "":
-        return "\u2205"
-    shown = text.replace("\r", "").replace("\n", "\u21b5").replace("\t", "\u21e5")
-    if not shown.strip():
-        shown = shown.replace(" ", "\u2423")
-    return shown
 
 
 def plot_token_rewards_png(
@@ -219,77 +198,38 @@ def plot_token_rewards_png(
     Returns:
         The path written.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import LinearSegmentedColormap, Normalize
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
     items = _as_list(token_rewards)
-    names = _labels(items, labels)
-    colors = [tuple(c / 255 for c in NEGATIVE_RGB), (1.0, 1.0, 1.0), tuple(c / 255 for c in POSITIVE_RGB)]
-    cmap = LinearSegmentedColormap.from_list("token_reward", colors)
-    norm = Normalize(vmin=-1.0, vmax=1.0)
-
-    # Lay out cells: (line, x, width, text, reward) in character units; a header line per response.
-    cells, headers, line = [], [], 0
-    for item, name in zip(items, names):
-        headers.append((line, f"{name}: {_summary(item)}"))
-        line += 1
-        x = 0.0
-        for text, reward in zip(token_texts(item, tokenizer), item.rewards):
-            shown = _display_text(text)
-            width = max(len(shown), 1) + 0.4
-            if x > 0 and x + width > line_chars:
-                line, x = line + 1, 0.0
-            cells.append((line, x, min(width, line_chars), shown, reward))
-            x += width
-            if "\n" in text:
-                line, x = line + 1, 0.0
-        line += 1 if x > 0 else 0
-        line += 0.5  # gap between responses
-    total_lines = max(line - 0.5, 1)
-
-    char_in, line_in = 0.085, 0.24
-    top_in, bottom_in, side_in = 0.5, 0.85, 0.3
-    width_in = line_chars * char_in + 2 * side_in
-    height_in = total_lines * line_in + top_in + bottom_in
-    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes(
-        [side_in / width_in, bottom_in / height_in, line_chars * char_in / width_in, total_lines * line_in / height_in]
+    rows = [
+        ResponseRow(f"{name}: {_summary(item)}", token_texts(item, tokenizer), item.rewards)
+        for item, name in zip(items, _labels(items, labels))
+    ]
+    return save_token_reward_figure(
+        rows, path, title or "Token rewards", NEGATIVE_RGB, POSITIVE_RGB, line_chars=line_chars, dpi=dpi
     )
-    ax.set_xlim(0, line_chars)
-    ax.set_ylim(total_lines, 0)
-    ax.axis("off")
-    for row, text in headers:
-        ax.text(0, row + 0.5, text, va="center", ha="left", fontsize=8.5, fontweight="bold", parse_math=False)
-    for row, x, width, shown, reward in cells:
-        color = cmap(norm(reward)) if reward != 0 else (0.97, 0.97, 0.97, 1.0)
-        ax.add_patch(
-            Rectangle((x + 0.05, row + 0.08), width - 0.1, 0.84, facecolor=color, edgecolor="#bbbbbb", linewidth=0.3)
-        )
-        text_color = "white" if abs(reward) > 0.75 else "black"
-        ax.text(
-            x + width / 2,
-            row + 0.52,
-            shown,
-            ha="center",
-            va="center",
-            fontsize=8,
-            family="DejaVu Sans Mono",
-            color=text_color,
-            parse_math=False,
-            clip_on=True,
-        )
-    fig.text(
-        0.5, 1 - 0.3 / height_in, title or "Token rewards", ha="center", va="center", fontsize=11, parse_math=False
+
+
+def _completion_section(item: TokenRewards, name: str, tokenizer=None) -> str:
+    """The HTML section of one response: its name, its summary and its tokens as coloured spans."""
+    spans = [_token_span(item, t, text) for t, text in enumerate(token_texts(item, tokenizer))]
+    return (
+        f'<section><h2>{html.escape(name)}</h2><p class="meta">{html.escape(_summary(item))}</p>'
+        f'<div class="response">{"".join(spans)}</div></section>'
     )
-    colorbar_ax = fig.add_axes([0.3, 0.45 / height_in, 0.4, 0.12 / height_in])
-    colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=colorbar_ax, orientation="horizontal")
-    colorbar.set_label("token reward r (grey cell: r = 0)", fontsize=8)
-    colorbar.ax.tick_params(labelsize=7)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi)
-    return path
+
+
+def _token_span(item: TokenRewards, t: int, text: str) -> str:
+    """Token `t` of a response as a span coloured by its reward, with its r, Delta and S in the tooltip."""
+    reward, delta, normalized = item.rewards[t], item.delta[t], item.normalized[t]
+    tooltip = (
+        f"#{t} token {item.token_ids[t]} {item.tokens[t]!r}\n"
+        f"reward {reward:+.4f}\nDelta {delta:.4f}\nS {normalized:.4f}"
+    )
+    shown = html.escape(text)
+    if text == "":
+        shown = '<span class="mark">\u2205</span>'
+    elif "\n" in text:  # keep the line break, but make the token visible and hoverable
+        shown = shown.replace("\n", '<span class="mark">\u21b5</span>\n')
+    return (
+        f'<span class="tok" style="background:{reward_color(reward)}" '
+        f'title="{html.escape(tooltip, quote=True)}">{shown}</span>'
+    )

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..evaluation import MethodResult, head_to_head, results_table
 from ..evaluation.report import head_to_head_table
 
+
+if TYPE_CHECKING:
+    from .pipeline import DemoArguments
 
 # The demo's targets (issue "LLMdoctor that steers"): LLMdoctor at its default beta against the unguided patient,
 # head to head against DPO, and its diversity relative to the unguided patient.
@@ -57,6 +60,7 @@ def target_lines(results: list[MethodResult]) -> list[str]:
 
 
 def training_lines(training_logs: dict[str, list]) -> list[str]:
+    """One line per trained method: its first and last logged loss, and its final train accuracy and margin."""
     lines = []
     for name, history in training_logs.items():
         losses = [entry["loss"] for entry in history if "loss" in entry]
@@ -75,7 +79,7 @@ def training_lines(training_logs: dict[str, list]) -> list[str]:
     return lines
 
 
-def write_report(output_dir: Path, args, outcome: DemoOutcome) -> Path:
+def write_report(output_dir: Path, args: DemoArguments, outcome: DemoOutcome) -> Path:
     """Write `report.md` in `output_dir` and return its path."""
     results = outcome.results
     doctor = next(r for r in results if r.family == "LLMdoctor")
@@ -83,20 +87,7 @@ def write_report(output_dir: Path, args, outcome: DemoOutcome) -> Path:
     lines = [
         "# tfpo-hf demo report",
         "",
-        f"Task: continue a movie-review opening warmly; judge: {args.judge} (higher is more positive). "
-        f"{len(outcome.eval_prompts)} held-out prompts x {len(args.seeds)} sampling seeds {args.seeds}, the same "
-        "prompts and seeds for every method. Win rates are paired (same prompt, same seed), ties counting one half; "
-        "intervals are 95% bootstrap intervals over prompts.",
-        "",
-        f"LLMdoctor decodes at its default beta ({args.beta:g}, ratio guidance), chosen before this run on "
-        "validation prompts (docs/results.md); the GenARM-style doctor at the beta of "
-        + ", ".join(f"{b:g}" for b in args.betas)
-        + f" that scored best on {args.validation_prompts} validation "
-        "prompts of this run (training prompts kept out of the pairs); the paper-literal ablation (mixed in, no "
-        "reference) at beta 1, not swept (its validation scores at betas 1, 2 and 4 overlapped in every earlier run; "
-        "docs/results.md). Betas used: "
-        + (", ".join(f"{name} {beta:g}" for name, beta in outcome.chosen_betas.items()) or "none")
-        + ".",
+        *intro_lines(args, outcome),
         "",
         "## Held-out evaluation",
         "",
@@ -114,35 +105,51 @@ def write_report(output_dir: Path, args, outcome: DemoOutcome) -> Path:
     ]
     if outcome.validation_results:
         lines += ["", "## Beta choice on the validation prompts", "", results_table(outcome.validation_results)]
-    lines += [
-        "",
-        "## Data and training",
-        "",
-        f"- Preference pairs: {outcome.pair_stats['pairs']} (mean judge score chosen "
-        f"{outcome.pair_stats['mean_chosen_score']:+.3f}, rejected {outcome.pair_stats['mean_rejected_score']:+.3f}; "
-        f"{outcome.pair_stats['prompts_without_a_pair']} prompts gave no pair).",
-        f"- Token rewards: {outcome.reward_stats['response_tokens']} response tokens, "
-        f"{outcome.reward_stats['nonzero_fraction']:.1%} non-zero (theta={args.theta}); token heatmap: "
-        "`token_rewards.html`, `token_rewards.png`.",
-        *training_lines(outcome.training_logs),
-        "",
-        "## Time (seconds)",
-        "",
-        *[f"- {k}: {v:.1f}" for k, v in outcome.timings.items()],
-        "",
-        "## Settings",
-        "",
-        "```json",
-        json.dumps(asdict(args), indent=2),
-        "```",
-        "",
-        "## Samples (first seed)",
-        "",
-    ]
-    for i, prompt in enumerate(outcome.eval_prompts[:5]):
-        lines += [f"### {prompt[0]['content']}", ""]
-        lines += [f"- **{r.name}** ({r.scores[i]:+.2f}): {r.texts[i]}" for r in results]
-        lines.append("")
+    lines += ["", "## Data and training", "", *data_lines(args, outcome), *training_lines(outcome.training_logs)]
+    lines += ["", "## Time (seconds)", "", *[f"- {k}: {v:.1f}" for k, v in outcome.timings.items()]]
+    lines += ["", "## Settings", "", "```json", json.dumps(asdict(args), indent=2), "```"]
+    lines += ["", "## Samples (first seed)", "", *sample_lines(outcome)]
     path = output_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def intro_lines(args: DemoArguments, outcome: DemoOutcome) -> list[str]:
+    """The task, the judge, the evaluation protocol, and how each guided method's beta was chosen."""
+    return [
+        f"Task: continue a movie-review opening warmly; judge: {args.judge} (higher is more positive). "
+        f"{len(outcome.eval_prompts)} held-out prompts x {len(args.seeds)} sampling seeds {args.seeds}, the same "
+        "prompts and seeds for every method. Win rates are paired (same prompt, same seed), ties counting one half; "
+        "intervals are 95% bootstrap intervals over prompts.",
+        "",
+        f"LLMdoctor decodes at its default beta ({args.beta:g}, ratio guidance), chosen before this run on "
+        "validation prompts (docs/results.md); the GenARM-style doctor at the beta of "
+        + ", ".join(f"{b:g}" for b in args.betas)
+        + f" that scored best on {args.validation_prompts} validation "
+        "prompts of this run (training prompts kept out of the pairs); the paper-literal ablation (mixed in, no "
+        "reference) at beta 1, not swept (its validation scores at betas 1, 2 and 4 overlapped in every earlier run; "
+        "docs/results.md). Betas used: "
+        + (", ".join(f"{name} {beta:g}" for name, beta in outcome.chosen_betas.items()) or "none")
+        + ".",
+    ]
+
+
+def data_lines(args: DemoArguments, outcome: DemoOutcome) -> list[str]:
+    """The preference pairs (count, mean judge scores) and the token rewards (count, sparsity)."""
+    pairs, rewards = outcome.pair_stats, outcome.reward_stats
+    return [
+        f"- Preference pairs: {pairs['pairs']} (mean judge score chosen {pairs['mean_chosen_score']:+.3f}, rejected "
+        f"{pairs['mean_rejected_score']:+.3f}; {pairs['prompts_without_a_pair']} prompts gave no pair).",
+        f"- Token rewards: {rewards['completion_tokens']} response tokens, {rewards['nonzero_fraction']:.1%} non-zero "
+        f"(theta={args.theta}); token heatmap: `token_rewards.html`, `token_rewards.png`.",
+    ]
+
+
+def sample_lines(outcome: DemoOutcome, prompts: int = 5) -> list[str]:
+    """Every method's first-seed text and score for the first `prompts` held-out prompts, one section each."""
+    lines = []
+    for i, prompt in enumerate(outcome.eval_prompts[:prompts]):
+        lines += [f"### {prompt[0]['content']}", ""]
+        lines += [f"- **{r.name}** ({r.scores[i]:+.2f}): {r.texts[i]}" for r in outcome.results]
+        lines.append("")
+    return lines

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from ..config import TokenRewardConfig
+from ..token_reward_config import TokenRewardConfig
 from .arguments import DatasetArguments, PatientArguments
 
 
@@ -27,7 +27,7 @@ def main(script_args: RewardsScriptArguments, reward_config: TokenRewardConfig) 
     scored.save_to_disk(script_args.output)
     stats = reward_statistics(scored)
     print(
-        f"Scored {len(scored)} pairs, {stats['response_tokens']} completion tokens. Non-zero rewards: "
+        f"Scored {len(scored)} pairs, {stats['completion_tokens']} completion tokens. Non-zero rewards: "
         f"{stats['nonzero_fraction']:.1%} (theta={reward_config.theta}); mean reward chosen "
         f"{stats['mean_chosen_reward']:+.3f}, rejected {stats['mean_rejected_reward']:+.3f}. Saved to {script_args.output}"
     )

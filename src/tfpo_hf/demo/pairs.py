@@ -1,0 +1,91 @@
+"""The demo's training data: preference pairs sampled from the patient and ranked by the judge, then scored token by
+token by the patient's two faces (stage 1), with a heatmap of the first pairs' token rewards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..config import TokenRewardConfig
+from ..evaluation import patient_generate_fn
+from ..rewards import TokenRewardScorer, reward_statistics
+from ..visualize import plot_token_rewards_png, render_token_rewards_html
+from .prompts import NEGATIVE_FACE, POSITIVE_FACE
+
+
+if TYPE_CHECKING:
+    from .pipeline import DemoArguments
+
+HEATMAP_PAIRS = 3  # pairs whose chosen and rejected token rewards the heatmap shows
+
+
+def build_preference_pairs(
+    patient: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], judge, args: DemoArguments
+) -> tuple[Dataset, dict]:
+    """Sample `samples_per_prompt` continuations per prompt; keep the judge's best and worst as chosen/rejected."""
+    sample = patient_generate_fn(
+        patient,
+        tokenizer,
+        batch_size=16,
+        do_sample=True,
+        temperature=1.0,
+        top_p=0.95,
+        max_new_tokens=args.max_new_tokens,
+    )
+    samples = [sample(prompts, args.seed + k) for k in range(args.samples_per_prompt)]
+    rows, ties = [], 0
+    for i, prompt in enumerate(prompts):
+        scored = sorted(((judge(s[i]), s[i]) for s in samples), key=lambda pair: pair[0])
+        (worst_score, worst), (best_score, best) = scored[0], scored[-1]
+        if best_score == worst_score or not best.strip():
+            ties += 1
+            continue
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": best}],
+                "rejected": [{"role": "assistant", "content": worst}],
+                "chosen_score": best_score,
+                "rejected_score": worst_score,
+            }
+        )
+    return Dataset.from_list(rows), pair_statistics(rows, ties)
+
+
+def pair_statistics(rows: list[dict], prompts_without_a_pair: int) -> dict:
+    """How many pairs, how many prompts gave none, and the mean judge score of the chosen and rejected sides."""
+    return {
+        "pairs": len(rows),
+        "prompts_without_a_pair": prompts_without_a_pair,
+        "mean_chosen_score": sum(r["chosen_score"] for r in rows) / max(len(rows), 1),
+        "mean_rejected_score": sum(r["rejected_score"] for r in rows) / max(len(rows), 1),
+    }
+
+
+def score_pairs(patient, tokenizer, pairs: Dataset, args: DemoArguments, output_dir: Path) -> tuple[Dataset, dict]:
+    """Stage 1 on the pairs, plus a heatmap of the token rewards of the first three pairs."""
+    reward_config = TokenRewardConfig(
+        positive_system_prompt=POSITIVE_FACE,
+        negative_system_prompt=NEGATIVE_FACE,
+        theta=args.theta,
+        batch_size=16,
+        max_length=256,
+    )
+    scorer = TokenRewardScorer(patient, tokenizer, reward_config)
+    scored = scorer.score_dataset(pairs)
+    write_token_reward_heatmaps(scorer, pairs, tokenizer, output_dir)
+    return scored, reward_statistics(scored)
+
+
+def write_token_reward_heatmaps(scorer: TokenRewardScorer, pairs: Dataset, tokenizer, output_dir: Path) -> None:
+    """`token_rewards.html` and `token_rewards.png`: the chosen then the rejected responses of the first pairs."""
+    shown = pairs.select(range(min(HEATMAP_PAIRS, len(pairs))))
+    examples = [scorer.score(row["prompt"], row["chosen"], chosen=True) for row in shown]
+    examples += [scorer.score(row["prompt"], row["rejected"], chosen=False) for row in shown]
+    render_token_rewards_html(
+        examples, output_dir / "token_rewards.html", title="Token rewards of training examples", tokenizer=tokenizer
+    )
+    plot_token_rewards_png(examples, output_dir / "token_rewards.png", tokenizer=tokenizer)

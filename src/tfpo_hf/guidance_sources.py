@@ -1,0 +1,135 @@
+"""Where the processor's doctors and references come from: loading them, the weights and guidance they recorded,
+and the checks that they share the patient's vocabulary."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from .adapters import has_adapter
+from .doctor_config import DoctorConfig
+
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+_TOKENIZER_KWARGS = ("cache_dir", "local_files_only", "revision", "subfolder", "token", "trust_remote_code")
+PATIENT, INITIAL, BASE = "patient", "initial", "base"  # the guided patient; the doctor's initial weights; a LoRA base
+
+
+def load_causal_lm(name_or_path, **from_pretrained_kwargs) -> PreTrainedModel:
+    """`AutoModelForCausalLM.from_pretrained`, imported here rather than at module import (the processor imports fast)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(name_or_path, **from_pretrained_kwargs)
+
+
+def recorded_weights(configs: list[DoctorConfig], betas, alpha) -> tuple[float | Sequence[float], float]:
+    """The weights to decode with: those given, else each doctor's recorded `beta` (`UNRECORDED_BETA` when it records
+    none) and the doctors' recorded `alpha` when they agree (else 1)."""
+    if betas is None:
+        betas = [config.decoding_beta for config in configs]
+    if alpha is None:
+        alphas = {config.alpha for config in configs if config.alpha is not None}
+        alpha = alphas.pop() if len(alphas) == 1 else 1.0
+    return betas, float(alpha)
+
+
+def saved_tokenizer(source: str, hub_lookup: bool, from_pretrained_kwargs: dict):
+    """The tokenizer saved with a doctor checkpoint at `source` (a local directory, or a Hub id if `hub_lookup`), or
+    `None` when there is none."""
+    kwargs = {key: value for key, value in from_pretrained_kwargs.items() if key in _TOKENIZER_KWARGS}
+    if os.path.isdir(source):
+        folder = os.path.join(source, kwargs.get("subfolder", ""))
+        if not any(os.path.isfile(os.path.join(folder, name)) for name in _TOKENIZER_FILES):
+            return None
+    elif not hub_lookup:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except OSError:
+        return None
+
+
+def resolve_references(
+    doctors: list[PreTrainedModel], references, recorded: list[DoctorConfig], tokenizer, from_pretrained_kwargs: dict
+) -> list:
+    """One reference per doctor: `None` (the mix), `"patient"`, `"base"` (a LoRA doctor's base) or a model; `references`
+    is what the caller gave (`None`: each doctor's recorded guidance)."""
+    if references is None:
+        references = [
+            (PATIENT if config.guidance_reference == PATIENT else INITIAL) if config.uses_ratio else None
+            for config in recorded
+        ]
+    elif isinstance(references, (str, os.PathLike, torch.nn.Module)):
+        references = [references] * len(doctors)
+    if len(references) != len(doctors):
+        raise ValueError(f"Got {len(references)} references for {len(doctors)} doctors.")
+    resolved = []
+    for doctor, config, reference in zip(doctors, recorded, references):
+        if reference in (None, "none"):
+            resolved.append(None)
+        elif reference == PATIENT:
+            resolved.append(PATIENT)
+        elif reference == BASE and not has_adapter(doctor):
+            raise ValueError(
+                f"Doctor {doctor.name_or_path!r} has no PEFT adapter, so it has no base to use as the reference: "
+                "pass `references='initial'` or the model it started from."
+            )
+        elif reference == BASE:
+            resolved.append(BASE)
+        elif reference == INITIAL:
+            resolved.append(BASE if has_adapter(doctor) else initial_model(doctor, config, from_pretrained_kwargs))
+        else:
+            model = reference
+            if isinstance(reference, (str, os.PathLike)):
+                model = load_causal_lm(reference, **from_pretrained_kwargs)
+            if tokenizer is not None:
+                check_vocabulary(model, tokenizer, None)
+            resolved.append(model)
+    return resolved
+
+
+def initial_model(doctor: PreTrainedModel, config: DoctorConfig, from_pretrained_kwargs: dict) -> PreTrainedModel:
+    """The weights a full-weight doctor started from: its recorded `reference_name_or_path`, loaded and cut to
+    the recorded depth (a doctor made of the patient's first layers)."""
+    name = config.reference_name_or_path
+    try:
+        if not name:
+            raise OSError("no name recorded")
+        reference = load_causal_lm(name, **from_pretrained_kwargs)
+    except OSError as error:
+        raise ValueError(
+            f"Doctor {doctor.name_or_path!r} was trained against its initial weights ({name!r}), which could not "
+            f"be loaded ({error}): pass that model as `references=` (or `references='none'` to mix the doctor in "
+            "without one)."
+        ) from error
+    num_layers = config.reference_num_layers
+    if num_layers and num_layers < len(reference.get_decoder().layers):
+        from .modeling import truncated_causal_lm
+
+        reference = truncated_causal_lm(reference, num_layers)
+    return reference.eval()
+
+
+def check_vocabulary(doctor: PreTrainedModel, tokenizer, doctor_tokenizer) -> None:
+    """Refuse a doctor whose vocabulary is smaller than the patient tokenizer's, or whose saved tokenizer differs."""
+    name = doctor.name_or_path or type(doctor).__name__
+    vocab_size = doctor.config.get_text_config().vocab_size
+    if vocab_size < len(tokenizer):
+        raise ValueError(
+            f"Doctor {name!r} has {vocab_size} vocabulary ids, fewer than the {len(tokenizer)} tokens of the "
+            f"patient tokenizer {tokenizer.name_or_path!r}: they cannot share a vocabulary."
+        )
+    if doctor_tokenizer is not None and doctor_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"Doctor {name!r} was saved with tokenizer {doctor_tokenizer.name_or_path!r} ({len(doctor_tokenizer)} "
+            f"tokens), which differs from the patient tokenizer {tokenizer.name_or_path!r} ({len(tokenizer)} "
+            "tokens): guidance needs both models to use the same vocabulary."
+        )
