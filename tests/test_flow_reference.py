@@ -158,7 +158,9 @@ def test_collator_pads_reference_columns():
 def test_saved_doctor_records_reference_and_decoding_defaults(tmp_path, flow_reference, lora, from_patient, expected):
     tiny_causal_lm(seed=2).save_pretrained(tmp_path / "patient")
     patient = AutoModelForCausalLM.from_pretrained(tmp_path / "patient")
-    doctor = DoctorModel.from_patient(patient) if from_patient else DoctorModel(tiny_causal_lm(seed=3))
+    tiny_causal_lm(seed=3).save_pretrained(tmp_path / "other")  # a LoRA doctor's base must be reloadable
+    other = AutoModelForCausalLM.from_pretrained(tmp_path / "other")
+    doctor = DoctorModel.from_patient(patient) if from_patient else DoctorModel(other)
     trainer = TFPOTrainer(
         doctor,
         args=make_args(tmp_path, flow_reference=flow_reference, guidance_beta=3.0),

@@ -104,6 +104,7 @@ def test_ratio_to_patient_is_the_mix_with_alpha_one_minus_beta(patient, trained_
         torch.manual_seed(5)
         expected = generate(patient, inputs, loop, True, **kwargs)
         for processor in (ratio, mix):
+            processor.set_attention_mask(mask)  # a mask applies to one generation
             torch.manual_seed(5)
             assert_same_generation(generate(patient, inputs, processor, True, **kwargs), expected)
 
@@ -123,6 +124,7 @@ def test_two_doctors_with_their_own_references_match_the_loop(patient, trained_d
         attention_mask=mask,
     )
     for kwargs in ({}, BEAMS):
+        fast.set_attention_mask(mask)  # a mask applies to one generation
         assert_same_generation(
             generate(patient, inputs, fast, True, **kwargs), generate(patient, inputs, loop, True, **kwargs)
         )

@@ -3,13 +3,16 @@ with LoRA or in full, and where what it was trained with is recorded in its `Doc
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from .adapters import base_model_name_or_path, has_adapter
 from .config import TFPOConfig
+from .guidance_sources import check_vocabulary, saved_tokenizer
 from .modeling import DoctorModel
 
 
@@ -47,6 +50,36 @@ def make_doctor(model: DoctorModel | PreTrainedModel | str, args: TFPOConfig, pe
 
     doctor.pretrained_model = get_peft_model(doctor.pretrained_model, peft_config)
     return doctor
+
+
+def check_doctor(
+    doctor: DoctorModel,
+    processing_class,
+    patient: PreTrainedModel | None,
+    args: TFPOConfig,
+    source: str | None = None,
+) -> None:
+    """Refuse a doctor that cannot share the patient's tokens; warn about low-precision weights without mixed
+    precision (updates smaller than bf16's resolution are lost: the doctor barely moves)."""
+    doctor_vocab = doctor.pretrained_model.get_output_embeddings().weight.shape[0]
+    if patient is not None and doctor_vocab != patient.get_output_embeddings().weight.shape[0]:
+        raise ValueError(
+            f"The doctor's vocabulary has {doctor_vocab} tokens but the patient's has "
+            f"{patient.get_output_embeddings().weight.shape[0]}: token rewards are indexed by the patient's tokens, so "
+            "both must share one tokenizer. Pick a doctor from the patient's family, or "
+            "`DoctorModel.from_patient(patient, num_layers)`."
+        )
+    saved = saved_tokenizer(
+        source or doctor.config.name_or_path or "", hub_lookup=source is not None, from_pretrained_kwargs={}
+    )
+    check_vocabulary(doctor.pretrained_model, processing_class, saved)
+    dtype = next(doctor.parameters()).dtype
+    if dtype in (torch.bfloat16, torch.float16) and not (args.bf16 or args.fp16):
+        warnings.warn(
+            f"The doctor's weights are {dtype} and mixed precision is off: updates below {dtype}'s resolution are "
+            "lost and the doctor barely trains. Load it in float32 (dtype=torch.float32) and set bf16=True for speed.",
+            stacklevel=3,
+        )
 
 
 def record_training_settings(

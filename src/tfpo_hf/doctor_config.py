@@ -79,16 +79,27 @@ class DoctorConfig:
     # ------------------------------------------------------------------ files
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **hub_kwargs) -> DoctorConfig:
-        """The config saved with a doctor (local folder or Hub repo); an empty one for a checkpoint without it."""
+        """The config saved with a doctor (local folder or Hub repo); an empty one for a checkpoint without it.
+
+        Raises:
+            FileNotFoundError: `name_or_path` is a local path that does not exist.
+            ValueError: naming the file when `tfpo_config.json` is unreadable or not a JSON object.
+        """
         config_file = find_file(str(name_or_path), TFPO_CONFIG_NAME, hub_kwargs)
         if not config_file:
             return cls()
         try:
-            return cls.from_dict(json.loads(Path(config_file).read_text()))
-        except json.JSONDecodeError as error:
+            values = json.loads(Path(config_file).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"{config_file} is not valid JSON ({error}): re-save the doctor or delete the file."
             ) from error
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"{config_file} holds a JSON {type(values).__name__}, not an object of settings: re-save the doctor "
+                "or delete the file."
+            )
+        return cls.from_dict(values)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         Path(save_directory, TFPO_CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))

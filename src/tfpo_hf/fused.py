@@ -16,7 +16,6 @@ group with the same beams.
 from __future__ import annotations
 
 import contextlib
-import numbers
 import os
 from collections.abc import Iterator, Sequence
 
@@ -24,7 +23,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from .doctor_config import DoctorConfig
-from .guidance_sources import recorded_weights
+from .guidance_sources import doctor_weights, recorded_weights
 from .hub_files import find_file, hub_kwargs_of
 from .incremental import Stream
 from .modeling import ADAPTER_CONFIG_NAME
@@ -147,12 +146,7 @@ class GuidedModel:
     # ------------------------------------------------------------------ weights
     def set_betas(self, betas: float | Sequence[float]) -> None:
         """Change the doctors' weights between calls; a doctor with beta 0 gets no rows at all."""
-        betas = (
-            [float(betas)] * len(self.adapter_names) if isinstance(betas, numbers.Real) else [float(b) for b in betas]
-        )
-        if len(betas) != len(self.adapter_names):
-            raise ValueError(f"Got {len(betas)} betas for {len(self.adapter_names)} doctors.")
-        self.betas = betas
+        self.betas = doctor_weights(betas, len(self.adapter_names))
 
     def _active(self) -> list[int]:
         return [i for i, beta in enumerate(self.betas) if beta != 0]

@@ -3,6 +3,8 @@ and the checks that they share the patient's vocabulary."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -28,6 +30,29 @@ def load_causal_lm(name_or_path, **from_pretrained_kwargs) -> PreTrainedModel:
     return AutoModelForCausalLM.from_pretrained(name_or_path, **from_pretrained_kwargs)
 
 
+def doctor_weights(betas: float | Sequence[float], num_doctors: int) -> list[float]:
+    """`betas` as one finite float per doctor (a single number applies to every doctor).
+
+    Raises:
+        ValueError: on a count that differs from `num_doctors`, or a weight that is not a finite real number.
+    """
+    if isinstance(betas, (str, bytes)) or not isinstance(betas, (numbers.Real, Sequence, torch.Tensor)):
+        raise ValueError(f"betas must be a finite real number or a list of them, got {betas!r}.")
+    values = [betas] * num_doctors if isinstance(betas, numbers.Real) else list(betas)
+    if len(values) != num_doctors:
+        raise ValueError(f"Got {len(values)} betas for {num_doctors} doctors: give one beta, or one per doctor.")
+    return [finite_weight(f"betas[{i}]", value) for i, value in enumerate(values)]
+
+
+def finite_weight(name: str, value) -> float:
+    """`value` as a float, refusing what is not a finite real number (NaN would turn every score into NaN)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}.")
+    return float(value)
+
+
 def recorded_weights(configs: list[DoctorConfig], betas, alpha) -> tuple[float | Sequence[float], float]:
     """The weights to decode with: those given, else each doctor's recorded `beta` (`UNRECORDED_BETA` when it records
     none) and the doctors' recorded `alpha` when they agree (else 1)."""
@@ -36,7 +61,7 @@ def recorded_weights(configs: list[DoctorConfig], betas, alpha) -> tuple[float |
     if alpha is None:
         alphas = {config.alpha for config in configs if config.alpha is not None}
         alpha = alphas.pop() if len(alphas) == 1 else 1.0
-    return betas, float(alpha)
+    return betas, finite_weight("alpha", alpha)
 
 
 def saved_tokenizer(source: str, hub_lookup: bool, from_pretrained_kwargs: dict):

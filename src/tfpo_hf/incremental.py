@@ -31,12 +31,10 @@ class Stream:
     base_only: bool = False
 
     def cache_kwarg(self) -> str:
-        """transformers renamed `past_key_values` to `cache` during 5.x; wrappers (PEFT) take either via **kwargs."""
-        return (
-            "past_key_values"
-            if "past_key_values" in inspect.signature(type(self.model).forward).parameters
-            else "cache"
-        )
+        """transformers renamed `past_key_values` to `cache` during 5.x: the name the model itself takes, read from
+        the wrapped model's signature when the model is a wrapper (PEFT) whose `forward` takes `**kwargs`."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "past_key_values" if "past_key_values" in inspect.signature(type(model).forward).parameters else "cache"
 
 
 class IncrementalForward:
@@ -60,6 +58,16 @@ class IncrementalForward:
         self.attention_mask = attention_mask
         self.reset()
 
+    @property
+    def attention_mask(self) -> torch.Tensor | None:
+        return self._attention_mask
+
+    @attention_mask.setter
+    def attention_mask(self, attention_mask: torch.Tensor | None) -> None:
+        """A mask applies to exactly one generation: the next one that starts after it is set."""
+        self._attention_mask = attention_mask
+        self._mask_is_new = True
+
     def reset(self) -> None:
         """Drop the caches; the next call prefills its whole `input_ids`."""
         self._streams: tuple[Stream, ...] = ()
@@ -76,6 +84,7 @@ class IncrementalForward:
         with torch.inference_mode():
             parents = self._parents(input_ids) if tuple(streams) == self._streams else None
             if parents is None:
+                self._check_prefill(streams, input_ids)
                 mask = self._prompt_attention_mask(input_ids)
                 position_ids = position_ids_from_mask(mask)
                 new_tokens = input_ids
@@ -99,6 +108,28 @@ class IncrementalForward:
                     outputs = stream.model(**inputs, **{stream.cache_kwarg(): cache}, use_cache=True, logits_to_keep=1)
                 logits.append(outputs.logits[:, -1].to(device))
         return [tensor.clone() for tensor in logits]  # ordinary tensors again, for the processors that follow
+
+    def _check_prefill(self, streams: list[Stream], input_ids: torch.LongTensor) -> None:
+        """At a prefill that starts a new generation (not a restart of the current one), refuse a mask left over
+        from an earlier generation and token ids outside a stream's vocabulary."""
+        if self._input_ids is not None and self._parents(input_ids) is not None:
+            return  # the same generation, restarted (the active doctors changed): its mask still applies
+        if self._attention_mask is not None and not self._mask_is_new:
+            raise ValueError(
+                "The attention mask given to this processor belongs to an earlier `generate` call: call "
+                "`set_attention_mask(inputs['attention_mask'])` before each `generate` call (or give no mask at all, "
+                "and padding is inferred from the pad token)."
+            )
+        self._mask_is_new = False
+        largest = int(input_ids.max())
+        for stream in streams:
+            vocab_size = stream.model.get_input_embeddings().num_embeddings
+            if largest >= vocab_size:
+                name = getattr(stream.model, "name_or_path", "") or type(stream.model).__name__
+                raise ValueError(
+                    f"The prompts hold token id {largest}, outside the vocabulary of {name!r} ({vocab_size} ids): the "
+                    "doctor and the patient must share one tokenizer (check `tokenizer=` and the doctor you loaded)."
+                )
 
     def _parents(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
         """For each row of `input_ids`, the index of the previous call's row that it extends by one token, or `None`

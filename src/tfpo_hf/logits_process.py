@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from .guidance_sources import (
     BASE,
     PATIENT,
     check_vocabulary,
+    doctor_weights,
     load_causal_lm,
     recorded_weights,
     resolve_references,
@@ -72,6 +72,12 @@ class DoctorLogitsProcessor(LogitsProcessor):
     under `torch.inference_mode` on the device of the scores (moved there on the first call, unless dispatched with a
     device map); their log-probabilities are cast to the scores' dtype.
 
+    Bad input is refused, not guessed at: weights must be finite real numbers; NaN or +inf logits of a doctor or
+    reference raise a `ValueError` naming the doctor and the sequence length (they are not masked: a broken doctor
+    should stop decoding, not silently drop out of the mix); prompt ids outside a doctor's vocabulary raise at the
+    first call; and a mask given to the constructor or `set_attention_mask` applies to exactly one `generate` call:
+    a new batch without a new mask raises.
+
     Args:
         doctors (`PreTrainedModel`, `str`, or a list of them):
             Causal LM(s), local path(s) or Hub id(s) of doctor checkpoints (loaded with
@@ -90,7 +96,8 @@ class DoctorLogitsProcessor(LogitsProcessor):
             The patient's tokenizer. When given, a doctor whose vocabulary is smaller than `len(tokenizer)`, or that
             was saved with a different tokenizer, is a `ValueError`; it also provides the default `pad_token_id`.
         attention_mask (`torch.LongTensor` of shape `(batch_size, prompt_length)`, *optional*):
-            The attention mask of the prompts passed to `generate`; tokens after `prompt_length` are attended.
+            The attention mask of the prompts of the next `generate` call (only that one: call
+            `set_attention_mask` before each later call); tokens after `prompt_length` are attended.
         normalize (`bool`, *optional*, defaults to `False`):
             Subtract the log-sum-exp so the mixed scores are log-probabilities.
         pad_token_id (`int`, *optional*):
@@ -171,10 +178,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
 
     def set_betas(self, betas: float | Sequence[float]) -> None:
         """Change the doctors' weights, for instance between two `generate` calls, without reloading them."""
-        betas = [float(betas)] * len(self.doctors) if isinstance(betas, numbers.Real) else [float(b) for b in betas]
-        if len(betas) != len(self.doctors):
-            raise ValueError(f"Got {len(betas)} betas for {len(self.doctors)} doctors.")
-        self.betas = betas
+        self.betas = doctor_weights(betas, len(self.doctors))
         # Doctors with a zero weight are not run; a change of the active set restarts the caches at the next call.
 
     def set_attention_mask(self, attention_mask: torch.Tensor | None) -> None:
@@ -199,6 +203,20 @@ class DoctorLogitsProcessor(LogitsProcessor):
                 streams.append(Stream(reference))
         return streams
 
+    def _logprobs(
+        self, logits: torch.Tensor, vocab_size: int, index: int, input_ids: torch.LongTensor, role: str = "doctor"
+    ) -> torch.Tensor:
+        """log-softmax `(batch_size, <= vocab_size)` of one stream's next-token logits, refusing NaN and +inf (they
+        would turn every mixed score into NaN, and greedy decoding into token 0 forever)."""
+        logits = logits[:, :vocab_size].float()
+        if torch.isnan(logits).any() or torch.isposinf(logits).any():
+            name = getattr(self.doctors[index], "name_or_path", "") or f"doctor {index}"
+            raise ValueError(
+                f"The {role} of {name!r} gave NaN or +inf logits at sequence length {input_ids.shape[-1]}: check its "
+                "weights and dtype (float16 overflows; use float32 or bfloat16)."
+            )
+        return log_softmax_keeping_masked(logits)
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         """
         Args:
@@ -222,16 +240,16 @@ class DoctorLogitsProcessor(LogitsProcessor):
         streams = self._streams()
         logits = iter(self._forward(streams, input_ids.to(scores.device), scores.device) if streams else [])
         vocab_size = scores.shape[-1]
-        for beta, reference in zip(self.betas, self.references):
+        for index, (beta, reference) in enumerate(zip(self.betas, self.references)):
             if beta == 0:
                 continue
-            term = log_softmax_keeping_masked(next(logits)[:, :vocab_size].float()).to(scores.dtype)
+            term = self._logprobs(next(logits), vocab_size, index, input_ids).to(scores.dtype)
             impossible[:, : term.shape[-1]] |= torch.isneginf(term)
             if reference is not None:
                 reference_logprobs = (
                     patient_logprobs
                     if reference == PATIENT
-                    else log_softmax_keeping_masked(next(logits)[:, :vocab_size].float()).to(scores.dtype)
+                    else self._logprobs(next(logits), vocab_size, index, input_ids, "reference").to(scores.dtype)
                 )
                 width = min(term.shape[-1], reference_logprobs.shape[-1])
                 impossible[:, :width] |= torch.isneginf(reference_logprobs[:, :width])

@@ -21,14 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .doctor_config import DoctorConfig
-from .hub_files import find_file, hub_kwargs_of
+from .hub_files import find_file, hub_kwargs_of, resolve_local_path
 from .model_card import write_model_card
+from .saving import (
+    STAGING_MARKER,
+    check_adapter_base_reloadable,
+    load_lm_weights,
+    load_state_file,
+    make_staging_folder,
+    remove_stale_staging_folders,
+)
 
 
 VALUE_HEAD_WEIGHTS_NAME = "value_head.safetensors"
@@ -178,8 +186,14 @@ class DoctorModel(nn.Module):
 
         `model_kwargs` go to `AutoModelForCausalLM.from_pretrained` (`dtype`, `revision`, `token`, ...).
         A directory holding a LoRA adapter loads its base model and the adapter (trainable).
+
+        Raises:
+            FileNotFoundError: a local path (see `hub_files.looks_like_local_path`) that does not exist.
+            ValueError: a corrupted `value_head.safetensors` or `tfpo_config.json` (the error names the file).
         """
-        name = str(pretrained_model_name_or_path)
+        name = resolve_local_path(pretrained_model_name_or_path)
+        if os.path.isfile(name):
+            raise ValueError(f"{name} is a file: pass the folder that holds the doctor's files.")
         hub_kwargs = hub_kwargs_of(model_kwargs)
         if find_file(name, ADAPTER_CONFIG_NAME, hub_kwargs):
             from peft import AutoPeftModelForCausalLM
@@ -190,7 +204,7 @@ class DoctorModel(nn.Module):
         doctor = cls(lm)
         head_file = find_file(name, VALUE_HEAD_WEIGHTS_NAME, hub_kwargs)
         if head_file:
-            doctor.value_head.load_state_dict(_strip_prefix(load_file(head_file), VALUE_HEAD_PREFIX))
+            load_state_file(doctor.value_head, head_file, VALUE_HEAD_PREFIX)
         doctor.tfpo_config = DoctorConfig.from_pretrained(name, **hub_kwargs)
         return doctor
 
@@ -204,21 +218,28 @@ class DoctorModel(nn.Module):
     ) -> None:
         """Write the LM checkpoint (safetensors), `value_head.safetensors`, `tfpo_config.json` and a model card.
 
-        Files are first written to a temporary folder beside `save_directory`, then moved in one by one with
-        `os.replace`, so an interrupted save never leaves a half-written file. `state_dict` (full doctor keys, as
-        `Trainer` passes under FSDP/DeepSpeed) overrides the live weights.
+        Files are first written to a staging folder `.<name>.tmp-*` beside `save_directory`, then moved in one by one
+        with `os.replace`, so an interrupted save never leaves a half-written file; the staging folders an interrupted
+        save left in the same parent are deleted first. `state_dict` (full doctor keys, as `Trainer` passes under
+        FSDP/DeepSpeed) overrides the live weights.
+
+        Raises:
+            ValueError: before anything is written, for a LoRA doctor whose base could not be reloaded (an in-memory
+                base, or a truncated copy of the patient): merge the adapter or save the base first.
         """
         if not is_main_process:
             return
+        check_adapter_base_reloadable(self.pretrained_model, self.tfpo_config)
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging_folders(save_directory.parent)
         if state_dict is None:
             state_dict = self.state_dict()
         lm_state = _strip_prefix(state_dict, LM_PREFIX)
         head_state = {
             VALUE_HEAD_PREFIX + k: v.contiguous() for k, v in _strip_prefix(state_dict, VALUE_HEAD_PREFIX).items()
         }
-        staging = Path(tempfile.mkdtemp(dir=save_directory.parent, prefix=f".{save_directory.name}.tmp-"))
+        staging = make_staging_folder(save_directory)
         try:
             if hasattr(self.pretrained_model, "peft_config"):
                 self.pretrained_model.save_pretrained(staging, **kwargs)  # PEFT picks its own adapter weights
@@ -229,7 +250,8 @@ class DoctorModel(nn.Module):
             if not (save_directory / "README.md").exists():
                 write_model_card(staging / "README.md", self.tfpo_config, base_model=self.config.name_or_path)
             for item in staging.iterdir():
-                os.replace(item, save_directory / item.name)
+                if item.name != STAGING_MARKER:
+                    os.replace(item, save_directory / item.name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -258,19 +280,22 @@ class DoctorModel(nn.Module):
         return str(commit)
 
     def load_doctor_weights(self, checkpoint_dir: str | os.PathLike) -> None:
-        """Load weights saved by `save_pretrained` into this doctor in place (used to resume training)."""
-        checkpoint_dir = Path(checkpoint_dir)
-        if hasattr(self.pretrained_model, "peft_config"):
-            from peft import set_peft_model_state_dict
-            from peft.utils import load_peft_weights
+        """Load weights saved by `save_pretrained` into this doctor in place (used to resume training and to load
+        the best checkpoint at the end).
 
-            set_peft_model_state_dict(self.pretrained_model, load_peft_weights(str(checkpoint_dir)))
-        else:
-            reloaded = AutoModelForCausalLM.from_pretrained(str(checkpoint_dir), dtype=self.pretrained_model.dtype)
-            self.pretrained_model.load_state_dict(reloaded.state_dict())
-        self.value_head.load_state_dict(
-            _strip_prefix(load_file(str(checkpoint_dir / VALUE_HEAD_WEIGHTS_NAME)), VALUE_HEAD_PREFIX)
-        )
+        Raises:
+            FileNotFoundError: `checkpoint_dir` does not exist or lacks `value_head.safetensors`.
+            ValueError: a weights file cannot be loaded (the error names it).
+        """
+        checkpoint_dir = Path(resolve_local_path(checkpoint_dir))
+        head_file = checkpoint_dir / VALUE_HEAD_WEIGHTS_NAME
+        if not head_file.is_file():
+            raise FileNotFoundError(
+                f"{head_file} does not exist: {checkpoint_dir} was not saved by `DoctorModel.save_pretrained`, or its "
+                "save was interrupted. Load another checkpoint, or re-save this one."
+            )
+        load_lm_weights(self.pretrained_model, checkpoint_dir)
+        load_state_file(self.value_head, head_file, VALUE_HEAD_PREFIX)
 
 
 def _strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
-from trl import extract_prompt, is_conversational, maybe_apply_chat_template
+from trl import extract_prompt, maybe_apply_chat_template
 
 from .token_reward_config import TokenRewardConfig
 
@@ -87,9 +87,10 @@ def format_completion(
     """Build the neutral and face prompts and the response text for one (prompt, response)."""
     if isinstance(prompt, list) and isinstance(completion, str):
         completion = [{"role": "assistant", "content": completion}]
+    if isinstance(prompt, str) and isinstance(completion, list):
+        prompt = [{"role": "user", "content": prompt}]  # decided here: trl's is_conversational depends on set order
     example = {"prompt": prompt, "completion": completion}
-    conversational = is_conversational(example)
-    if conversational:
+    if isinstance(prompt, list):
         if tokenizer.chat_template is None:
             raise ValueError(
                 "The dataset is conversational but the tokenizer has no chat template. Set tokenizer.chat_template "
@@ -135,6 +136,15 @@ def tokenize_completion(tokenizer: PreTrainedTokenizerBase, text: str, conversat
     return ids
 
 
+def cut_at_early_eos(ids: list[int], eos_token_id: int | None) -> tuple[list[int], bool]:
+    """Completion ids cut after their first EOS when another EOS follows it (the text held the EOS token's literal
+    text: nothing after it can be generated, so nothing after it is trained). Returns the ids and whether they were
+    cut; the last EOS (the one the template or tokenization adds) is the natural end and stays."""
+    if eos_token_id is None or ids.count(eos_token_id) < 2:
+        return ids, False
+    return ids[: ids.index(eos_token_id) + 1], True
+
+
 def truncate_pair(
     prompt_ids: list[int],
     chosen_ids: list[int],
@@ -173,6 +183,13 @@ def as_explicit_example(example: dict[str, Any], dataset_format: str) -> dict[st
     return {"prompt": example["prompt"], "chosen": example["chosen"], "rejected": example["rejected"]}
 
 
+def looks_local(name_or_path: str) -> bool:
+    """Whether `name_or_path` is meant as a local path (absolute, `~`, `./`, `../`, or a data-file suffix), as opposed
+    to a Hub id like 'org/name'."""
+    text = str(name_or_path)
+    return text.startswith(("/", "~", "./", "../", ".\\")) or any(text.endswith(s) for s in DATA_FILE_BUILDERS)
+
+
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
@@ -184,13 +201,24 @@ def load_preference_dataset(
 
     from datasets import DatasetDict, load_dataset, load_from_disk
 
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if looks_local(name_or_path) and not path.exists():
+        raise ValueError(
+            f"Dataset path {str(path)!r} does not exist: check the path (a Hub id looks like 'org/name')."
+        )
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         dataset = load_from_disk(str(path))
         if isinstance(dataset, DatasetDict):
+            if split not in dataset:
+                raise ValueError(f"{str(path)!r} has splits {list(dataset)}, not {split!r}: pick one of them.")
             dataset = dataset[split]
     elif path.is_file() and path.suffix in DATA_FILE_BUILDERS:
-        dataset = load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
+        if split.split("[")[0] != "train":
+            raise ValueError(
+                f"A single data file ({path.name}) has only a 'train' split, so split {split!r} would silently be its "
+                "training rows: give the evaluation rows their own file, or a slice such as 'train[90%:]'."
+            )
+        dataset = load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split=split)
     else:
         dataset = load_dataset(name_or_path, config_name, split=split)
     if max_examples is not None:

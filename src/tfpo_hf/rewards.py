@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,12 +12,13 @@ from datasets import Dataset
 from datasets.fingerprint import Hasher
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .dataset_checks import check_preference_dataset
 from .fingerprint import weights_probe
 from .logprobs import position_ids_from_mask, selective_log_softmax
 from .preference_data import (
     as_explicit_example,
+    cut_at_early_eos,
     format_completion,
-    preference_format,
     tokenize_completion,
     tokenize_prompt,
     truncate_pair,
@@ -180,17 +182,25 @@ class TokenRewardScorer:
         """The five token-reward columns of a batch, plus `_empty_completions` and `_truncated` for the statistics."""
         examples = [as_explicit_example({k: batch[k][i] for k in batch}, dataset_format) for i in range(len(indices))]
         columns: dict[str, list] = {
-            name: [] for name in ("prompt_ids", "chosen_ids", "rejected_ids", "_empty_completions", "_truncated")
+            name: []
+            for name in ("prompt_ids", "chosen_ids", "rejected_ids", "_empty_completions", "_truncated", "_cut_at_eos")
         }
         sequences, responses = [], []
         for index, example in zip(indices, examples):
             chosen = format_completion(example["prompt"], example["chosen"], self.tokenizer, self.config)
             rejected = format_completion(example["prompt"], example["rejected"], self.tokenizer, self.config)
             conversational = chosen.conversational
+            eos = self.tokenizer.eos_token_id
+            chosen_ids, chosen_cut = cut_at_early_eos(
+                tokenize_completion(self.tokenizer, chosen.completion, conversational), eos
+            )
+            rejected_ids, rejected_cut = cut_at_early_eos(
+                tokenize_completion(self.tokenizer, rejected.completion, conversational), eos
+            )
             prompt_ids, chosen_ids, rejected_ids, truncated = truncate_pair(
                 tokenize_prompt(self.tokenizer, chosen.prompt, conversational),
-                tokenize_completion(self.tokenizer, chosen.completion, conversational),
-                tokenize_completion(self.tokenizer, rejected.completion, conversational),
+                chosen_ids,
+                rejected_ids,
                 self.config.max_length,
                 self.config.max_prompt_length,
                 self.config.truncation_mode,
@@ -200,6 +210,7 @@ class TokenRewardScorer:
             columns["rejected_ids"].append(rejected_ids)
             columns["_empty_completions"].append(int(chosen.is_empty) + int(rejected.is_empty))
             columns["_truncated"].append(truncated)
+            columns["_cut_at_eos"].append(int(chosen_cut) + int(rejected_cut))
             for texts, ids, name in ((chosen, chosen_ids, "chosen"), (rejected, rejected_ids, "rejected")):
                 sequences += self._face_sequences(texts, ids, f"example {index} ({name} response)")
                 responses.append((ids, texts.is_empty))
@@ -234,7 +245,7 @@ class TokenRewardScorer:
         so scoring the same data with the same patient and settings again loads the cached result.
         Logs the fraction of non-zero rewards and counts of empty and truncated responses.
         """
-        dataset_format = preference_format(dataset.column_names)
+        dataset_format = check_preference_dataset(dataset, "given")
         if dataset_format == "scored":
             return dataset
         scored = dataset.map(
@@ -256,7 +267,14 @@ class TokenRewardScorer:
             completion_tokens=rewards["completion_tokens"],
             nonzero_rewards=rewards["nonzero_rewards"],
         )
-        scored = scored.remove_columns(["_empty_completions", "_truncated"])
+        cut_at_eos = sum(scored["_cut_at_eos"])
+        scored = scored.remove_columns(["_empty_completions", "_truncated", "_cut_at_eos"])
+        if cut_at_eos:
+            warnings.warn(
+                f"{cut_at_eos} responses hold the EOS token's text ({self.tokenizer.eos_token!r}) before their end: "
+                "they are cut after it, since nothing after an EOS is ever generated.",
+                stacklevel=2,
+            )
         if self.stats.empty_completions:
             logger.warning(f"{self.stats.empty_completions} empty responses got all-zero token rewards.")
         if self.stats.truncated_examples:

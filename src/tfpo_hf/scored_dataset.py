@@ -11,7 +11,8 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import TFPOConfig
-from .preference_data import SCORED_COLUMNS, preference_format, truncate_pair
+from .dataset_checks import check_preference_dataset, check_scored_dataset
+from .preference_data import SCORED_COLUMNS, truncate_pair
 from .rewards import TokenRewardScorer
 
 
@@ -54,13 +55,14 @@ def prepare_scored_dataset(
     processing_class: PreTrainedTokenizerBase,
     args: TFPOConfig,
     dataset_name: str,
+    vocab_size: int,
 ) -> Dataset:
     """Score `dataset` with the patient if it has no token rewards, then validate and truncate it.
 
     Scoring runs on the main process first; the other processes then load its cached result (same fingerprint),
     so no rank redoes the work of another.
     """
-    if preference_format(dataset.column_names) != "scored":
+    if check_preference_dataset(dataset, dataset_name) != "scored":
         if patient is None:
             raise ValueError(
                 f"The {dataset_name} dataset has no token rewards ({list(SCORED_COLUMNS)}). Either pass "
@@ -70,6 +72,7 @@ def prepare_scored_dataset(
         scorer = TokenRewardScorer(patient, processing_class, args.to_token_reward_config())
         with PartialState().main_process_first():
             dataset = scorer.score_dataset(dataset, num_proc=args.dataset_num_proc)
+    check_scored_dataset(dataset, vocab_size, dataset_name)
     with PartialState().main_process_first():
         dataset = dataset.map(
             validate_scored_example,

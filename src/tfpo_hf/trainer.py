@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from torch import nn
 from transformers import (
     AutoTokenizer,
     PreTrainedModel,
@@ -19,9 +18,10 @@ from transformers import (
     TrainerCallback,
 )
 
+from .checkpoint_mixin import DoctorCheckpointMixin
 from .collator import REF_COLUMNS, TokenRewardCollator
 from .config import TFPOConfig
-from .doctor_builder import make_doctor, record_training_settings
+from .doctor_builder import check_doctor, make_doctor, record_training_settings
 from .logprobs import completion_forward
 from .losses import prefix_scores, subtrajectory_balance_loss, value_discrimination_loss
 from .model_card import write_model_card
@@ -31,7 +31,22 @@ from .reference_logps import ReferenceLogpsMixin
 from .scored_dataset import prepare_scored_dataset
 
 
-class TFPOTrainer(ReferenceLogpsMixin, Trainer):
+# the training settings a doctor's model card lists
+CARD_HYPERPARAMETERS = (
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "lambda_value",
+    "gamma",
+    "theta",
+    "tau",
+    "max_length",
+)
+
+
+class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
     """Trainer for a TFPO doctor: L = L_SubTB(chosen and rejected rows) + lambda_value * L_value.
 
     The flow's prefix score is log Q(s_t) = sum_{k<=t} [r_k + log pi_ref(y_k | s_{k-1})] with pi_ref the doctor's
@@ -74,8 +89,8 @@ class TFPOTrainer(ReferenceLogpsMixin, Trainer):
         doctor = make_doctor(model, args, peft_config)
         if processing_class is None:
             processing_class = AutoTokenizer.from_pretrained(doctor.config.name_or_path)
-        if patient_model is not None:
-            self._check_vocabularies(doctor, patient_model)
+        check_doctor(doctor, processing_class, patient_model, args, model if isinstance(model, str) else None)
+        vocab_size = doctor.pretrained_model.get_input_embeddings().num_embeddings
         pad_token_id = processing_class.pad_token_id
         if pad_token_id is None:
             pad_token_id = processing_class.eos_token_id if processing_class.eos_token_id is not None else 0
@@ -85,13 +100,18 @@ class TFPOTrainer(ReferenceLogpsMixin, Trainer):
 
         # Stage 1 (when a dataset has no token rewards yet) needs the patient only here: the caller may free it after.
         if train_dataset is not None:
-            train_dataset = prepare_scored_dataset(train_dataset, patient_model, processing_class, args, "train")
+            train_dataset = prepare_scored_dataset(
+                train_dataset, patient_model, processing_class, args, "train", vocab_size
+            )
         if isinstance(eval_dataset, dict):
             eval_dataset = {
-                k: prepare_scored_dataset(v, patient_model, processing_class, args, k) for k, v in eval_dataset.items()
+                k: prepare_scored_dataset(v, patient_model, processing_class, args, k, vocab_size)
+                for k, v in eval_dataset.items()
             }
         elif eval_dataset is not None:
-            eval_dataset = prepare_scored_dataset(eval_dataset, patient_model, processing_class, args, "eval")
+            eval_dataset = prepare_scored_dataset(
+                eval_dataset, patient_model, processing_class, args, "eval", vocab_size
+            )
 
         super().__init__(
             model=doctor,
@@ -115,17 +135,6 @@ class TFPOTrainer(ReferenceLogpsMixin, Trainer):
     def uses_reference(self) -> bool:
         """Whether the flow's prefix score holds the reference log-probabilities (`flow_reference="initial"`)."""
         return self.args.flow_reference == "initial"
-
-    @staticmethod
-    def _check_vocabularies(doctor: DoctorModel, patient: PreTrainedModel) -> None:
-        doctor_vocab = doctor.pretrained_model.get_output_embeddings().weight.shape[0]
-        patient_vocab = patient.get_output_embeddings().weight.shape[0]
-        if doctor_vocab != patient_vocab:
-            raise ValueError(
-                f"The doctor's vocabulary has {doctor_vocab} tokens but the patient's has {patient_vocab}: token "
-                "rewards are indexed by the patient's tokens, so both must share one tokenizer. Pick a doctor from "
-                "the patient's family, or `DoctorModel.from_patient(patient, num_layers)`."
-            )
 
     def create_optimizer(self, model=None):
         """Trainer's optimizer, with the value head in a group of its own when `value_head_learning_rate` is set."""
@@ -243,52 +252,13 @@ class TFPOTrainer(ReferenceLogpsMixin, Trainer):
         super().log(logs, start_time)
         self._metrics[mode].clear()
 
-    # ------------------------------------------------------------------ saving and resuming
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Save the doctor with `DoctorModel.save_pretrained` (LM checkpoint + value head + tfpo_config.json)."""
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        doctor = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        doctor.save_pretrained(output_dir, state_dict=state_dict)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        doctor = self.accelerator.unwrap_model(model if model is not None else self.model, keep_torch_compile=False)
-        doctor.load_doctor_weights(resume_from_checkpoint)
-
-    def _save_checkpoint(self, model, trial):
-        model_name = (
-            Path(self.args.output_dir).name
-            if self.args.hub_model_id is None
-            else self.args.hub_model_id.split("/")[-1]
-        )
-        self.create_model_card(model_name=model_name)
-        super()._save_checkpoint(model, trial)
-
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs) -> None:
         """Write `README.md` in `output_dir`: method, citation, dataset, hyperparameters, last metrics, usage."""
         if not self.is_world_process_zero():
             return
         os.makedirs(self.args.output_dir, exist_ok=True)
         last_metrics = next((entry for entry in reversed(self.state.log_history) if "num_tokens" in entry), {})
-        hyperparameters = {
-            name: getattr(self.args, name)
-            for name in (
-                "learning_rate",
-                "num_train_epochs",
-                "max_steps",
-                "per_device_train_batch_size",
-                "gradient_accumulation_steps",
-                "lambda_value",
-                "gamma",
-                "theta",
-                "tau",
-                "max_length",
-            )
-        }
+        hyperparameters = {name: getattr(self.args, name) for name in CARD_HYPERPARAMETERS}
         doctor = self.accelerator.unwrap_model(self.model)
         write_model_card(
             Path(self.args.output_dir) / "README.md",
