@@ -2,7 +2,7 @@
 
 Its stage-1 fields (the patient's two faces, the reward's `theta` and `tau`, and the truncation settings) come from
 `_TokenRewardFields`, shared with `TokenRewardConfig`, in `tfpo_hf.token_reward_config`. The stage-1 names
-(`TokenRewardConfig`, its defaults and validation helpers) are re-exported here, their historical home.
+(`TokenRewardConfig` and its defaults) are re-exported here, their historical home.
 """
 
 from __future__ import annotations
@@ -14,15 +14,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from .config_validation import (  # noqa: F401  (`_check_positive`, `_is_int`: re-exported, their historical home)
-    _check_choice,
-    _check_finite,
-    _check_int_at_least,
-    _check_positive,
-    _invalid,
-    _is_int,
-    _is_real,
-)
+from .config_validation import _check_choice, _check_finite, _check_int_at_least, _invalid, _is_real
 from .doctor_config import UNRECORDED_BETA  # noqa: F401  (re-exported: its historical home)
 from .token_reward_config import (  # noqa: F401  (the stage-1 names are re-exported: their historical home)
     DEFAULT_FACE_TEMPLATE,

@@ -46,6 +46,14 @@ CARD_HYPERPARAMETERS = (
 )
 
 
+def padding_id(processing_class: PreTrainedTokenizerBase) -> int:
+    """The id batches are padded with (never attended): the pad token, else EOS, else 0."""
+    for token_id in (processing_class.pad_token_id, processing_class.eos_token_id):
+        if token_id is not None:
+            return token_id
+    return 0
+
+
 class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
     """Trainer for a TFPO doctor: L = L_SubTB(chosen and rejected rows) + lambda_value * L_value.
 
@@ -91,10 +99,7 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
             processing_class = AutoTokenizer.from_pretrained(doctor.config.name_or_path)
         check_doctor(doctor, processing_class, patient_model, args, model if isinstance(model, str) else None)
         vocab_size = doctor.pretrained_model.get_input_embeddings().num_embeddings
-        pad_token_id = processing_class.pad_token_id
-        if pad_token_id is None:
-            pad_token_id = processing_class.eos_token_id if processing_class.eos_token_id is not None else 0
-        self._reference_collator = TokenRewardCollator(pad_token_id, args.pad_to_multiple_of)
+        self._reference_collator = TokenRewardCollator(padding_id(processing_class), args.pad_to_multiple_of)
         if data_collator is None:
             data_collator = self._reference_collator
 
