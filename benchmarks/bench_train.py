@@ -86,9 +86,10 @@ def count_tokens(scored: Dataset) -> int:
     )
 
 
-def time_tfpo(model, tokenizer, scored: Dataset, args: argparse.Namespace, output_dir: str) -> float:
-    config = TFPOConfig(
-        output_dir,
+def shared_training_arguments(args: argparse.Namespace, output_dir: str) -> dict:
+    """The `TrainingArguments` both trainers run with, so the comparison differs only in the method."""
+    return dict(
+        output_dir=output_dir,
         max_length=args.max_length,
         per_device_train_batch_size=args.batch_size,
         num_train_epochs=1,
@@ -100,6 +101,10 @@ def time_tfpo(model, tokenizer, scored: Dataset, args: argparse.Namespace, outpu
         learning_rate=1e-5,
         bf16=args.bf16,
     )
+
+
+def time_tfpo(model, tokenizer, scored: Dataset, args: argparse.Namespace, output_dir: str) -> float:
+    config = TFPOConfig(**shared_training_arguments(args, output_dir))
     doctor = DoctorModel(copy.deepcopy(model))
     start = time.perf_counter()
     trainer = TFPOTrainer(doctor, args=config, train_dataset=scored, processing_class=tokenizer)
@@ -110,20 +115,7 @@ def time_tfpo(model, tokenizer, scored: Dataset, args: argparse.Namespace, outpu
 def time_dpo(model, tokenizer, pairs: Dataset, args: argparse.Namespace, output_dir: str) -> float:
     from trl import DPOConfig, DPOTrainer
 
-    config = DPOConfig(
-        output_dir,
-        max_length=args.max_length,
-        per_device_train_batch_size=args.batch_size,
-        num_train_epochs=1,
-        report_to="none",
-        use_cpu=args.device == "cpu",
-        save_strategy="no",
-        logging_steps=1000,
-        disable_tqdm=True,
-        learning_rate=1e-5,
-        gradient_checkpointing=False,
-        bf16=args.bf16,
-    )
+    config = DPOConfig(**shared_training_arguments(args, output_dir), gradient_checkpointing=False)
     policy, reference = copy.deepcopy(model), copy.deepcopy(model).eval()
     start = time.perf_counter()
     trainer = DPOTrainer(policy, ref_model=reference, args=config, train_dataset=pairs, processing_class=tokenizer)

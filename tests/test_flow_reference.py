@@ -7,31 +7,16 @@ import json
 import pytest
 import torch
 from peft import LoraConfig
-from tfpo_fixtures import scored_dataset
+from tfpo_fixtures import make_args, scored_dataset
 from transformers import AutoModelForCausalLM
 
-from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer, TokenRewardCollator
+from tfpo_hf import DoctorModel, TFPOTrainer, TokenRewardCollator
 from tfpo_hf.losses import prefix_scores
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
 
 def lora_config():
     return LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
-
-
-def make_args(tmp_path, **overrides):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        report_to="none",
-        use_cpu=True,
-        per_device_train_batch_size=4,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        data_seed=0,
-    )
-    return TFPOConfig(**{**defaults, **overrides})
 
 
 def make_trainer(tmp_path, lora: bool, dataset, **overrides):

@@ -6,26 +6,11 @@ import json
 import pytest
 import torch
 from reference_losses import subtrajectory_balance_loss_reference
-from tfpo_fixtures import letter_preference_dataset, scored_dataset
+from tfpo_fixtures import letter_preference_dataset, make_args, scored_dataset
 from transformers import AutoModelForCausalLM
 
 from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
-
-
-def make_args(tmp_path, **overrides):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        report_to="none",
-        use_cpu=True,
-        per_device_train_batch_size=4,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        data_seed=0,
-    )
-    return TFPOConfig(**{**defaults, **overrides})
 
 
 def random_value_head(doctor: DoctorModel, seed: int = 0) -> DoctorModel:

@@ -4,6 +4,8 @@ import random
 
 from datasets import Dataset
 
+from tfpo_hf import TFPOConfig
+
 
 def letter_preference_dataset(size: int, seed: int = 0) -> Dataset:
     """Conversational pairs where the chosen reply is made of vowels and the rejected one, as long, of consonants."""
@@ -41,3 +43,19 @@ def scored_dataset(size: int, seed: int = 0, zero_rewards: bool = False) -> Data
             }
         )
     return Dataset.from_list(rows)
+
+
+def make_args(tmp_path, **overrides):
+    """A short, seeded, CPU `TFPOConfig` writing to `tmp_path / "out"`, with `overrides` on top."""
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        max_steps=2,
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        data_seed=0,
+    )
+    return TFPOConfig(**{**defaults, **overrides})

@@ -23,6 +23,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 from trl import extract_prompt, maybe_apply_chat_template
 
+from .hub_files import looks_like_local_path
 from .token_reward_config import TokenRewardConfig
 
 
@@ -183,13 +184,6 @@ def as_explicit_example(example: dict[str, Any], dataset_format: str) -> dict[st
     return {"prompt": example["prompt"], "chosen": example["chosen"], "rejected": example["rejected"]}
 
 
-def looks_local(name_or_path: str) -> bool:
-    """Whether `name_or_path` is meant as a local path (absolute, `~`, `./`, `../`, or a data-file suffix), as opposed
-    to a Hub id like 'org/name'."""
-    text = str(name_or_path)
-    return text.startswith(("/", "~", "./", "../", ".\\")) or any(text.endswith(s) for s in DATA_FILE_BUILDERS)
-
-
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
@@ -202,7 +196,8 @@ def load_preference_dataset(
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     path = Path(name_or_path).expanduser()
-    if looks_local(name_or_path) and not path.exists():
+    # a data-file name like 'prefs.jsonl' is also a valid Hub repo id: the suffix says it is meant as a file
+    if (looks_like_local_path(str(name_or_path)) or path.suffix in DATA_FILE_BUILDERS) and not path.exists():
         raise ValueError(
             f"Dataset path {str(path)!r} does not exist: check the path (a Hub id looks like 'org/name')."
         )
