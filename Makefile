@@ -9,7 +9,9 @@ LOWEST_BIN := $(LOWEST_VENV)/bin
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
 LOWEST_CONSTRAINTS := constraints/lowest.txt
 
-.PHONY: install demo test test-fast test-lowest check-lowest-floors lint bench docs clean
+.PHONY: install versions demo test test-fast test-lowest check-lowest-floors lint bench docs clean
+# The libraries whose versions decide what works: printed before each test run (no lock file: CI resolves the newest).
+SHOW_VERSIONS = pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|safetensors|huggingface.hub) '
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +28,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+versions: $(STAMP)
+	$(BIN)/$(SHOW_VERSIONS)
+
 demo: $(STAMP)
 	$(BIN)/tfpo-hf demo
 
 test: $(STAMP)
+	$(BIN)/$(SHOW_VERSIONS)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -53,11 +59,10 @@ $(LOWEST_STAMP): $(LOWEST_BIN)/python pyproject.toml $(LOWEST_CONSTRAINTS)
 check-lowest-floors:
 	$(PYTHON) constraints/check_floors.py $(LOWEST_CONSTRAINTS) pyproject.toml
 
-# The fast tests, plus the embedded patient's (slow) tests: its tokenizer must give EOS = PAD = <|im_end|> here too.
+# The whole suite on the floors, the embedded patient's tests included (EOS = PAD = <|im_end|> here too).
 test-lowest: $(LOWEST_STAMP)
-	$(LOWEST_BIN)/pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|huggingface.hub) '
-	TFPO_HF_CACHE=$(abspath $(LOWEST_VENV))/tfpo_hf_cache $(LOWEST_BIN)/python -m pytest -q -m "not slow"
-	TFPO_HF_CACHE=$(abspath $(LOWEST_VENV))/tfpo_hf_cache $(LOWEST_BIN)/python -m pytest -q tests/test_embedded_patient.py
+	$(LOWEST_BIN)/$(SHOW_VERSIONS)
+	TFPO_HF_CACHE=$(abspath $(LOWEST_VENV))/tfpo_hf_cache $(LOWEST_BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

@@ -1,8 +1,10 @@
 """PEFT adapters seen one way, whether a model is a `peft.PeftModel` or a transformers model that loaded an adapter
-itself (`AutoModelForCausalLM.from_pretrained` on an adapter folder): is there one, what is its base, switch it off."""
+itself (`AutoModelForCausalLM.from_pretrained` on an adapter folder, `load_adapter`): is there one, what is its base,
+switch it off, save it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,22 +25,77 @@ def base_model_name_or_path(model: nn.Module) -> str:
 
 @contextmanager
 def adapter_disabled(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside the block, `model` computes as its base model (every adapter off); they are back on afterwards.
+    """Inside the block, `model` computes as its base model (every adapter off); afterwards each adapter layer is
+    as it was before, `requires_grad` flags included (PEFT's own switch marks the adapter trainable again).
+
+    A `PeftModel` uses its own `disable_adapter()`. A transformers model holding an adapter is switched through PEFT's
+    tuner layers directly rather than through transformers' `disable_adapters()`, whose PEFT version floor moves
+    ahead of PEFT's releases (transformers 5.24 asks for PEFT 0.22): the same layers, the same switch, no floor.
 
     Raises:
-        ValueError: when `model` has no adapter (there is no base to fall back to).
+        ValueError: when `model` has no adapter (there is no base to fall back to), or holds no layer that can be
+            switched off.
     """
-    if hasattr(model, "disable_adapter"):  # peft.PeftModel
-        with model.disable_adapter():
-            yield model
-    elif getattr(model, "_hf_peft_config_loaded", False):  # transformers' PEFT integration
-        model.disable_adapters()
-        try:
-            yield model
-        finally:
-            model.enable_adapters()
-    else:
+    is_peft_model = hasattr(model, "disable_adapter")
+    layers = _adapter_layers(model) if has_adapter(model) else []
+    if not layers and not is_peft_model:
         raise ValueError(
-            f"{type(model).__name__} has no PEFT adapter, so it has no base model to compute the reference with: "
-            "give the reference model explicitly."
+            f"{type(model).__name__} has no PEFT adapter layer to switch off, so it has no base model to compute the "
+            "reference with: give the reference model explicitly (or load the doctor with `PeftModel.from_pretrained`)."
         )
+    requires_grad = {parameter: parameter.requires_grad for layer in layers for parameter in layer.parameters()}
+    try:
+        if is_peft_model:
+            with model.disable_adapter():
+                yield model
+        else:
+            was_disabled = [layer.disable_adapters for layer in layers]
+            for layer in layers:
+                layer.enable_adapters(False)
+            try:
+                yield model
+            finally:
+                for layer, disabled in zip(layers, was_disabled):
+                    layer.enable_adapters(not disabled)
+    finally:
+        for parameter, flag in requires_grad.items():
+            parameter.requires_grad_(flag)
+
+
+def _adapter_layers(model: nn.Module) -> list[nn.Module]:
+    """The modules of `model` that PEFT switches on and off: its tuner layers (LoRA's `Linear`, ...) and the wrappers
+    of `modules_to_save`, the same set that `PeftModel.disable_adapter()` toggles."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.utils import ModulesToSaveWrapper
+
+    return [module for module in model.modules() if isinstance(module, (BaseTunerLayer, ModulesToSaveWrapper))]
+
+
+def save_adapter(model: nn.Module, save_directory: str | os.PathLike, **save_kwargs) -> None:
+    """Write `model`'s adapter in PEFT's format (`adapter_config.json`, `adapter_model.safetensors`).
+
+    A `PeftModel` saves itself. A transformers model holding an adapter is saved through PEFT's own state-dict
+    function, as transformers' `save_pretrained` would (keys prefixed `base_model.model.`, the active adapter's
+    config), without the version floor of transformers' `get_adapter_state_dict`.
+
+    Raises:
+        ValueError: when more than one adapter is active (PEFT's format holds one per folder).
+    """
+    if hasattr(model, "get_base_model"):
+        model.save_pretrained(save_directory, **save_kwargs)
+        return
+    from peft import get_peft_model_state_dict
+    from peft.utils import SAFETENSORS_WEIGHTS_NAME
+    from safetensors.torch import save_file
+
+    active = {name for layer in _adapter_layers(model) for name in layer.active_adapters}
+    if len(active) != 1:
+        raise ValueError(
+            f"{type(model).__name__} has {len(active)} active adapters ({sorted(active)}): a saved doctor holds "
+            "exactly one. Activate one with `model.set_adapter(name)`, or merge them first."
+        )
+    (name,) = active
+    state = get_peft_model_state_dict(model, adapter_name=name)
+    state = {f"base_model.model.{key}": tensor.contiguous() for key, tensor in state.items()}
+    save_file(state, os.path.join(save_directory, SAFETENSORS_WEIGHTS_NAME), metadata={"format": "pt"})
+    model.peft_config[name].save_pretrained(save_directory)

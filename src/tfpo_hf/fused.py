@@ -191,6 +191,7 @@ class GuidedModel:
             return output
 
         from peft.tuners.lora import LoraLayer
+        from peft.utils import ModulesToSaveWrapper
 
         self.peft_model.base_model.enable_adapter_layers()
         try:
@@ -199,7 +200,7 @@ class GuidedModel:
             handles += [
                 module.register_forward_pre_hook(name_rows, with_kwargs=True)
                 for module in self.patient.modules()
-                if isinstance(module, LoraLayer)
+                if isinstance(module, (LoraLayer, ModulesToSaveWrapper))  # both take per-row `adapter_names`
             ]
             yield groups
         finally:

@@ -24,7 +24,17 @@ PATIENT, INITIAL, BASE = "patient", "initial", "base"  # the guided patient; the
 
 
 def load_causal_lm(name_or_path, **from_pretrained_kwargs) -> PreTrainedModel:
-    """`AutoModelForCausalLM.from_pretrained`, imported here rather than at module import (the processor imports fast)."""
+    """`AutoModelForCausalLM.from_pretrained`, or for a LoRA adapter folder `AutoPeftModelForCausalLM.from_pretrained`
+    (a `PeftModel`: PEFT's own loader, which every supported transformers release agrees with, where transformers'
+    integration of older releases drops `modules_to_save` weights). Imported here rather than at module import (the
+    processor imports fast)."""
+    from .hub_files import find_file, hub_kwargs_of
+    from .modeling import ADAPTER_CONFIG_NAME
+
+    if find_file(str(name_or_path), ADAPTER_CONFIG_NAME, hub_kwargs_of(from_pretrained_kwargs)):
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(name_or_path, **from_pretrained_kwargs).eval()
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(name_or_path, **from_pretrained_kwargs)

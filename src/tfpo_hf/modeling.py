@@ -26,6 +26,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .adapters import has_adapter, save_adapter
 from .doctor_config import DoctorConfig
 from .hub_files import find_file, hub_kwargs_of, resolve_local_path
 from .model_card import write_model_card
@@ -241,8 +242,8 @@ class DoctorModel(nn.Module):
         }
         staging = make_staging_folder(save_directory)
         try:
-            if hasattr(self.pretrained_model, "peft_config"):
-                self.pretrained_model.save_pretrained(staging, **kwargs)  # PEFT picks its own adapter weights
+            if has_adapter(self.pretrained_model):
+                save_adapter(self.pretrained_model, staging, **kwargs)  # PEFT picks its own adapter weights
             else:
                 self.pretrained_model.save_pretrained(staging, state_dict=lm_state, **kwargs)
             save_file(head_state, str(staging / VALUE_HEAD_WEIGHTS_NAME), metadata={"format": "pt"})
