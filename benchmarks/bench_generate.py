@@ -17,7 +17,7 @@ second cached forward of the same weights).
     python benchmarks/bench_generate.py --bf16 --max-new-tokens 64
     python benchmarks/bench_generate.py --tiny          # tiny random models, a smoke run
 
-The last table compares the fused path (`tfpo_hf.fused.GuidedModel`: patient rows and LoRA-doctor rows in one
+The last table compares the fused path (`tfpo_hf.guidance.guided_model.GuidedModel`: patient rows and LoRA-doctor rows in one
 forward over the shared weights) with the processor on the same LoRA doctor, at several batch sizes: time as a
 multiple of plain `generate()`, the fraction of greedy tokens that differ, and the KV cache each holds.
 """
@@ -39,8 +39,8 @@ from transformers import DynamicCache, LogitsProcessorList
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference_guidance import ReferenceGuidanceProcessor  # noqa: E402
 
-from tfpo_hf.logits_process import DoctorLogitsProcessor  # noqa: E402
-from tfpo_hf.modeling import truncated_causal_lm  # noqa: E402
+from tfpo_hf.doctor.modeling import truncated_causal_lm  # noqa: E402
+from tfpo_hf.guidance.logits_process import DoctorLogitsProcessor  # noqa: E402
 
 
 PROMPTS = [
@@ -103,7 +103,7 @@ def load_models(args, dtype):
         else:
             patient = AutoModelForCausalLM.from_pretrained(args.patient, dtype=dtype).eval()
     else:
-        from tfpo_hf.embedded_patient import load_default_patient
+        from tfpo_hf.utils.embedded_patient import load_default_patient
 
         patient, tokenizer = load_default_patient(dtype=dtype)
     tokenizer.padding_side = "left"
@@ -185,7 +185,7 @@ def kv_cache_megabytes(model, rows: int, length: int) -> float:
 def fused_table(args, patient, tokenizer, lora_doctor, device) -> None:
     """Plain, processor (ratio against the patient) and fused `GuidedModel` with the same LoRA doctor, per batch size,
     interleaved; the fused and processor tokens are compared (greedy, float arithmetic may differ in the last bits)."""
-    from tfpo_hf.fused import GuidedModel
+    from tfpo_hf.guidance.guided_model import GuidedModel
 
     guided = GuidedModel(copy.deepcopy(patient), lora_doctor, betas=args.beta)
     print(

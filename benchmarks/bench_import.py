@@ -4,7 +4,7 @@ Each variant runs in fresh interpreters (`--runs` each, default 5, interleaved s
 alike), and the wall time of the whole subprocess (interpreter start included) is timed:
 
 - lazy:  `import tfpo_hf; tfpo_hf.DoctorLogitsProcessor` (what decoding needs), and
-- eager: `import tfpo_hf.trainer, tfpo_hf.rewards, tfpo_hf.evaluation, tfpo_hf.fused, tfpo_hf.logits_process`
+- eager: `import tfpo_hf.training.trainer, tfpo_hf.rewards.scorer, tfpo_hf.evaluation, tfpo_hf.guidance.guided_model, tfpo_hf.guidance.logits_process`
   (what the old eager `__init__` imported: the training stack, trl/datasets, and the evaluation extras).
 
 Prints the median and minimum of each, and the eager/lazy ratio of the medians. Two more rows give context: the
@@ -28,7 +28,7 @@ VARIANTS = {
     "floor: torch + transformers' LogitsProcessor": "import torch; from transformers import LogitsProcessor",
     "lazy:  tfpo_hf.DoctorLogitsProcessor": "import tfpo_hf; tfpo_hf.DoctorLogitsProcessor",
     "eager: old `import tfpo_hf`": (
-        "import tfpo_hf.trainer, tfpo_hf.rewards, tfpo_hf.evaluation, tfpo_hf.fused, tfpo_hf.logits_process"
+        "import tfpo_hf.training.trainer, tfpo_hf.rewards.scorer, tfpo_hf.evaluation, tfpo_hf.guidance.guided_model, tfpo_hf.guidance.logits_process"
     ),
 }
 

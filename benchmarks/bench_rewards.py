@@ -27,9 +27,9 @@ import time
 import torch
 from datasets import Dataset, disable_progress_bars
 
-from tfpo_hf.config import TokenRewardConfig
-from tfpo_hf.preference_data import format_completion, tokenize_completion, tokenize_prompt
-from tfpo_hf.rewards import TokenRewardScorer, reward_statistics
+from tfpo_hf.rewards.config import TokenRewardConfig
+from tfpo_hf.rewards.preference_data import format_completion, tokenize_completion, tokenize_prompt
+from tfpo_hf.rewards.scorer import TokenRewardScorer, reward_statistics
 
 
 SENTENCES = [
@@ -142,7 +142,7 @@ def main() -> None:
 
         patient, tokenizer, name = tiny_causal_lm(hidden_size=64).to(dtype), tiny_tokenizer(), "tiny random Llama"
     else:
-        from tfpo_hf.embedded_patient import load_default_patient
+        from tfpo_hf.utils.embedded_patient import load_default_patient
 
         patient, tokenizer = load_default_patient(dtype=dtype)
         name = "SmolLM2-135M-Instruct"

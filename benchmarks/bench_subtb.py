@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from tfpo_hf.losses import subtrajectory_balance_loss
+from tfpo_hf.training.losses import subtrajectory_balance_loss
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -26,25 +26,25 @@ from reference_losses import subtrajectory_balance_loss_reference  # noqa: E402
 
 
 def make_inputs(batch_size: int, num_steps: int, dtype: torch.dtype, seed: int):
-    """logprobs [B, T] in (-5, 0), log_flows [B, T + 1] ~ N(0, 1), mask [B, T] with lengths in [1, T]."""
+    """logps [B, T] in (-5, 0), log_flows [B, T + 1] ~ N(0, 1), mask [B, T] with lengths in [1, T]."""
     generator = torch.Generator().manual_seed(seed)
-    logprobs = -5 * torch.rand(batch_size, num_steps, generator=generator)
+    logps = -5 * torch.rand(batch_size, num_steps, generator=generator)
     log_flows = torch.randn(batch_size, num_steps + 1, generator=generator)
     lengths = torch.randint(1, num_steps + 1, (batch_size,), generator=generator)
     lengths[0] = num_steps
     mask = torch.arange(num_steps)[None, :] < lengths[:, None]
-    return logprobs.to(dtype), log_flows.to(dtype), mask
+    return logps.to(dtype), log_flows.to(dtype), mask
 
 
-def forward_backward(loss_fn, logprobs, log_flows, mask):
-    """One forward + backward; returns (seconds, loss, grad of logprobs, grad of log_flows)."""
-    logprobs = logprobs.clone().requires_grad_(True)
+def forward_backward(loss_fn, logps, log_flows, mask):
+    """One forward + backward; returns (seconds, loss, grad of logps, grad of log_flows)."""
+    logps = logps.clone().requires_grad_(True)
     log_flows = log_flows.clone().requires_grad_(True)
     start = time.perf_counter()
-    loss = loss_fn(logprobs, log_flows, mask)
+    loss = loss_fn(logps, log_flows, mask)
     loss.backward()
     seconds = time.perf_counter() - start
-    return seconds, loss.detach(), logprobs.grad, log_flows.grad
+    return seconds, loss.detach(), logps.grad, log_flows.grad
 
 
 def time_repeats(loss_fn, inputs, repeats: int):
@@ -101,12 +101,12 @@ def main() -> None:
             f" over {args.reference_repeats} run(s)"
         )
         print(f"  speed ratio (min / min): {reference_min / closed_min:,.0f}x")
-        loss_diff, logprobs_grad_diff, log_flows_grad_diff = (
+        loss_diff, logps_grad_diff, log_flows_grad_diff = (
             (closed - reference).abs().max().item() for closed, reference in zip(closed_result, reference_result)
         )
         print(
             f"  loss {closed_result[0].item():.6f} vs {reference_result[0].item():.6f}; max abs diff:"
-            f" loss {loss_diff:.2e}, grad logprobs {logprobs_grad_diff:.2e}, grad log_flows {log_flows_grad_diff:.2e}"
+            f" loss {loss_diff:.2e}, grad logps {logps_grad_diff:.2e}, grad log_flows {log_flows_grad_diff:.2e}"
             f" (max abs grads {reference_result[1].abs().max().item():.2e}, {reference_result[2].abs().max().item():.2e})"
         )
 

@@ -24,7 +24,7 @@ import torch
 from datasets import Dataset
 
 from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer
-from tfpo_hf.modeling import truncated_causal_lm
+from tfpo_hf.doctor.modeling import truncated_causal_lm
 
 
 WORDS = (

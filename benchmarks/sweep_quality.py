@@ -22,7 +22,6 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from tfpo_hf.baselines import TrajectoryBTTrainer
 from tfpo_hf.demo import (
     DemoArguments,
     DoctorRun,
@@ -35,9 +34,10 @@ from tfpo_hf.demo import (
     train_doctor,
     train_dpo,
 )
-from tfpo_hf.embedded_patient import DTYPES, load_default_patient
 from tfpo_hf.evaluation import evaluate_methods, get_judge, patient_generate_fn
-from tfpo_hf.trainer import TFPOTrainer
+from tfpo_hf.training.baselines import TrajectoryBTTrainer
+from tfpo_hf.training.trainer import TFPOTrainer
+from tfpo_hf.utils.embedded_patient import DTYPES, load_default_patient
 
 
 @dataclass

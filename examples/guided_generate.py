@@ -22,7 +22,7 @@ from transformers import LogitsProcessorList, set_seed
 from trl import TrlParser
 
 from tfpo_hf import DoctorLogitsProcessor
-from tfpo_hf.embedded_patient import DTYPES, load_patient
+from tfpo_hf.utils.embedded_patient import DTYPES, load_patient
 
 
 DEFAULT_PROMPTS = [

@@ -41,8 +41,8 @@ from pathlib import Path
 from trl import TrlParser
 
 from tfpo_hf import DoctorLogitsProcessor
-from tfpo_hf.embedded_patient import load_patient
 from tfpo_hf.evaluation import get_judge, patient_generate_fn
+from tfpo_hf.utils.embedded_patient import load_patient
 
 
 DEFAULT_PROMPTS = [

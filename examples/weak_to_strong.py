@@ -4,7 +4,7 @@ The doctor only has to share the patient's vocabulary (same tokenizer); its size
 example pairs the embedded SmolLM2-135M-Instruct patient with a doctor that is either
 
 - a saved doctor (`--doctor PATH_OR_ID`, e.g. trained with `examples/train_doctor.py --doctor_layers 8`), or
-- the patient's first `--doctor_layers` layers (`tfpo_hf.modeling.truncated_causal_lm`), untrained and mixed in
+- the patient's first `--doctor_layers` layers (`tfpo_hf.doctor.modeling.truncated_causal_lm`), untrained and mixed in
   without a reference: this shows the mechanics and the cost of a small doctor, not an alignment gain.
 
 A TFPO doctor adds its learned token reward, log p_doctor - log p_ref, where the reference is the model the doctor
@@ -37,8 +37,8 @@ from transformers import LogitsProcessorList, set_seed
 from trl import TrlParser
 
 from tfpo_hf import DoctorLogitsProcessor
-from tfpo_hf.embedded_patient import DTYPES, load_patient
-from tfpo_hf.modeling import truncated_causal_lm
+from tfpo_hf.doctor.modeling import truncated_causal_lm
+from tfpo_hf.utils.embedded_patient import DTYPES, load_patient
 
 
 DEFAULT_PROMPTS = ["Describe a sunrise in one sentence.", "Give me one tip for learning to cook."]

@@ -41,20 +41,20 @@ def mix(
     weight drops its model, columns a doctor does not have are `-inf`. `reference_logits[i]` is `None` (no
     reference), `"patient"`, or the reference's logits."""
     vocab_size = patient_logits.shape[-1]
-    patient_logprobs = torch.log_softmax(patient_logits, dim=-1)
+    patient_logps = torch.log_softmax(patient_logits, dim=-1)
     mixed = torch.zeros_like(patient_logits)
     if alpha != 0:
-        mixed = mixed + alpha * patient_logprobs
+        mixed = mixed + alpha * patient_logps
     for beta, logits, reference in zip(betas, doctor_logits, reference_logits or [None] * len(betas)):
         if beta == 0:
             continue
-        logprobs = torch.log_softmax(logits[:, :vocab_size], dim=-1)
+        logps = torch.log_softmax(logits[:, :vocab_size], dim=-1)
         if isinstance(reference, str):
-            logprobs = logprobs - patient_logprobs[:, : logprobs.shape[-1]]
+            logps = logps - patient_logps[:, : logps.shape[-1]]
         elif reference is not None:
-            logprobs = logprobs - torch.log_softmax(reference[:, :vocab_size], dim=-1)
-        mixed[:, : logprobs.shape[-1]] += beta * logprobs
-        mixed[:, logprobs.shape[-1] :] = float("-inf")
+            logps = logps - torch.log_softmax(reference[:, :vocab_size], dim=-1)
+        mixed[:, : logps.shape[-1]] += beta * logps
+        mixed[:, logps.shape[-1] :] = float("-inf")
     return mixed
 
 

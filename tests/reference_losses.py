@@ -1,4 +1,4 @@
-"""Plain loop references for `tfpo_hf.losses`, written straight from the definitions.
+"""Plain loop references for `tfpo_hf.training.losses`, written straight from the definitions.
 
 Shared by tests/test_losses.py and benchmarks/bench_subtb.py (which puts this folder on sys.path).
 """
@@ -9,34 +9,34 @@ import torch
 
 
 def subtrajectory_balance_loss_reference(
-    logprobs: torch.Tensor,
+    logps: torch.Tensor,
     log_flows: torch.Tensor,
     mask: torch.Tensor,
     max_span: int | None = None,
 ) -> torch.Tensor:
     """SubTB by a double loop over the pairs m < n of each sequence: O(T^2) autograd ops per sequence.
 
-    logprobs [B, T], log_flows [B, T + 1], mask [B, T] (contiguous from t = 0). Returns the mean
+    logps [B, T], log_flows [B, T + 1], mask [B, T] (contiguous from t = 0). Returns the mean
     over sequences with at least one pair of the mean over pairs of
-    ([log F(s_n) - log F(s_m)] - sum_{k=m}^{n-1} logprobs_k)^2, with only n - m <= max_span when
+    ([log F(s_n) - log F(s_m)] - sum_{k=m}^{n-1} logps_k)^2, with only n - m <= max_span when
     max_span is given; a plain zero when no sequence has a pair.
     """
     sequence_losses = []
-    for row in range(logprobs.shape[0]):
+    for row in range(logps.shape[0]):
         length = int(mask[row].sum())
-        row_logprobs = logprobs[row]
+        row_logps = logps[row]
         row_log_flows = log_flows[row].unbind()
         squared_residuals = []
         for m in range(length):
             for n in range(m + 1, length + 1):
                 if max_span is not None and n - m > max_span:
                     break
-                residual = (row_log_flows[n] - row_log_flows[m]) - row_logprobs[m:n].sum()
+                residual = (row_log_flows[n] - row_log_flows[m]) - row_logps[m:n].sum()
                 squared_residuals.append(residual**2)
         if squared_residuals:
             sequence_losses.append(torch.stack(squared_residuals).mean())
     if not sequence_losses:
-        return logprobs.new_zeros(())
+        return logps.new_zeros(())
     return torch.stack(sequence_losses).mean()
 
 

@@ -13,8 +13,8 @@ from test_logits_process import PROMPTS, encode, generate
 from transformers import AutoModelForCausalLM
 
 from tfpo_hf import DoctorLogitsProcessor, DoctorModel
-from tfpo_hf.adapters import adapter_disabled, has_adapter
 from tfpo_hf.testing import tiny_causal_lm
+from tfpo_hf.utils.adapters import adapter_disabled, has_adapter
 
 
 LORA_SETTINGS = {

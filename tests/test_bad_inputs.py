@@ -16,9 +16,9 @@ from transformers import LogitsProcessorList
 
 from tfpo_hf import DoctorLogitsProcessor, DoctorModel, GuidedModel, TFPOConfig, TFPOTrainer, TokenRewardScorer
 from tfpo_hf.cli import main
-from tfpo_hf.preference_data import load_preference_dataset
+from tfpo_hf.rewards.config import TokenRewardConfig
+from tfpo_hf.rewards.preference_data import load_preference_dataset
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
-from tfpo_hf.token_reward_config import TokenRewardConfig
 
 
 @pytest.fixture(scope="module")

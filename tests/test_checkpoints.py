@@ -19,14 +19,14 @@ from tfpo_fixtures import scored_dataset
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from tfpo_hf import DoctorModel, TFPOConfig, TFPOTrainer
-from tfpo_hf.checkpoints import (
+from tfpo_hf.doctor.saving import STAGING_MARKER, remove_stale_staging_folders
+from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
+from tfpo_hf.training.checkpoints import (
     IncompleteCheckpointError,
     IncompleteCheckpointWarning,
     checkpoint_problem,
     resolve_resume_checkpoint,
 )
-from tfpo_hf.saving import STAGING_MARKER, remove_stale_staging_folders
-from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
 
 
 def make_args(output_dir, **overrides):
@@ -232,10 +232,10 @@ def test_corrupted_doctor_files_are_named(tmp_path):
         with pytest.raises(ValueError, match="value_head.safetensors could not be loaded.*[Rr]e-save.*delete"):
             load(tmp_path / "doctor")
     head.write_bytes(intact)
-    config = tmp_path / "doctor" / "tfpo_config.json"
+    config = tmp_path / "doctor" / "doctor_config.json"
     for content in ("{not json", "[1, 2]", b"\xff\xfe"):
         config.write_bytes(content if isinstance(content, bytes) else content.encode())
-        with pytest.raises(ValueError, match="tfpo_config.json .*re-save the doctor or delete the file"):
+        with pytest.raises(ValueError, match="doctor_config.json .*re-save the doctor or delete the file"):
             DoctorModel.from_pretrained(tmp_path / "doctor")
     config.unlink()
     head.unlink()

@@ -47,7 +47,7 @@ def test_rewards_train_generate_evaluate(tmp_path, tiny_patient_dir, capsys):
         "per_device_train_batch_size: 4\nreport_to: none\nuse_cpu: true\nsave_strategy: 'no'\n"
     )
     main(["train", "--config", str(config), "--output_dir", str(tmp_path / "doctor")])
-    saved = json.loads((tmp_path / "doctor" / "tfpo_config.json").read_text())
+    saved = json.loads((tmp_path / "doctor" / "doctor_config.json").read_text())
     assert saved["theta"] == 0.5 and (tmp_path / "doctor" / "value_head.safetensors").exists()
     assert (tmp_path / "doctor" / "adapter_config.json").exists(), "the default doctor is a LoRA copy of the patient"
     with pytest.raises(ValueError, match="truncated copy of the patient"):

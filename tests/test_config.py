@@ -1,5 +1,5 @@
 """`TokenRewardConfig` and `TFPOConfig`: validation, CLI parsing, help text, the stage-1 hand-over and the
-re-exports from `tfpo_hf.config`."""
+re-exports from `tfpo_hf.training.config`."""
 
 from __future__ import annotations
 
@@ -12,17 +12,15 @@ import sys
 import pytest
 from transformers import HfArgumentParser, TrainingArguments
 
-from tfpo_hf.config import (
+from tfpo_hf.doctor.config import UNRECORDED_BETA
+from tfpo_hf.rewards.config import (
     DEFAULT_FACE_TEMPLATE,
-    DEFAULT_GUIDANCE_BETA,
     DEFAULT_NEGATIVE_SYSTEM_PROMPT,
     DEFAULT_POSITIVE_SYSTEM_PROMPT,
-    FLOW_REFERENCES,
     TRUNCATION_MODES,
-    UNRECORDED_BETA,
-    TFPOConfig,
     TokenRewardConfig,
 )
+from tfpo_hf.training.config import DEFAULT_GUIDANCE_BETA, FLOW_REFERENCES, TFPOConfig
 
 
 SHARED_FIELDS = {
@@ -333,25 +331,10 @@ def test_dataclasses_replace_revalidates(tmp_path):
         dataclasses.replace(args, theta=1.2)
 
 
-def test_stage_one_names_are_re_exported_from_config():
-    import tfpo_hf.config
-    import tfpo_hf.token_reward_config
-
-    for name in (
-        "TokenRewardConfig",
-        "_TokenRewardFields",
-        "DEFAULT_FACE_TEMPLATE",
-        "DEFAULT_NEGATIVE_SYSTEM_PROMPT",
-        "DEFAULT_POSITIVE_SYSTEM_PROMPT",
-        "TRUNCATION_MODES",
-    ):
-        assert getattr(tfpo_hf.config, name) is getattr(tfpo_hf.token_reward_config, name), name
-
-
 def test_token_reward_config_module_does_not_import_transformers():
     # A fresh interpreter: this one has long imported transformers. Stage 1's config must not pay for it.
     code = (
-        "import sys, tfpo_hf.token_reward_config as m; m.TokenRewardConfig(theta=0.3); "
+        "import sys, tfpo_hf.rewards.config as m; m.TokenRewardConfig(theta=0.3); "
         "print(sorted({n.split('.')[0] for n in sys.modules} & {'transformers', 'torch', 'trl', 'datasets'}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from tfpo_hf.cli import main
-from tfpo_hf.config import DEFAULT_GUIDANCE_BETA
 from tfpo_hf.demo.pipeline import DemoArguments, split_prompts
+from tfpo_hf.training.config import DEFAULT_GUIDANCE_BETA
 
 
 DOCTOR = f"LLMdoctor beta={DEFAULT_GUIDANCE_BETA:g}"
@@ -43,9 +43,9 @@ def test_quick_demo_writes_report_files_with_numbers(tmp_path):
     for name in ("report.md", "results.json", "reward_vs_diversity.png", "token_rewards.html", "token_rewards.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "doctor" / "value_head.safetensors").exists()
-    saved = json.loads((tmp_path / "doctor" / "tfpo_config.json").read_text())
+    saved = json.loads((tmp_path / "doctor" / "doctor_config.json").read_text())
     assert saved["guidance"] == "ratio" and saved["guidance_reference"] == "patient"
-    literal = json.loads((tmp_path / "literal_doctor" / "tfpo_config.json").read_text())
+    literal = json.loads((tmp_path / "literal_doctor" / "doctor_config.json").read_text())
     assert literal["guidance"] == "mix" and literal["flow_reference"] == "none"
 
     results = json.loads((tmp_path / "results.json").read_text())

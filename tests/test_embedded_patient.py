@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tfpo_hf import embedded_patient
+from tfpo_hf.utils import embedded_patient
 
 
 def test_missing_package_says_how_to_install_it(monkeypatch, tmp_path):

@@ -80,7 +80,7 @@ def test_harness_scores_methods_on_the_same_prompts(tmp_path):
         Method("constant2", lambda ps, seed: ["good good"] * len(ps), family="sweep", beta=2.0),
     ]
     judge = lambda text: float(text.count("good"))  # noqa: E731
-    results = evaluate_methods(methods, prompts, judge, reference="greedy")
+    results = evaluate_methods(methods, prompts, judge, baseline="greedy")
     by_name = {r.name: r for r in results}
     assert by_name["greedy"].win_rate == 0.5
     assert by_name["constant2"].mean_score == 2.0 and by_name["constant2"].distinct_1 == pytest.approx(1 / 6)
@@ -91,8 +91,8 @@ def test_harness_scores_methods_on_the_same_prompts(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["methods"][2]["mean_score"] == 2.0
     plot_score_vs_diversity(results, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="reference"):
-        evaluate_methods(methods, prompts, judge, reference="missing")
+    with pytest.raises(ValueError, match="baseline"):
+        evaluate_methods(methods, prompts, judge, baseline="missing")
 
 
 def test_bootstrap_interval_resamples_prompts_and_covers_the_mean():
@@ -115,7 +115,7 @@ def test_seeds_pair_samples_and_head_to_head_counts_ties_as_half():
         Method("reference", lambda ps, seed: ["x"] * len(ps)),
         Method("seeded", lambda ps, seed: ["s" * int(by_seed[seed][i]) for i in range(len(ps))]),
     ]
-    results = evaluate_methods(methods, prompts, judge=len, reference="reference", seeds=[0, 1])
+    results = evaluate_methods(methods, prompts, judge=len, baseline="reference", seeds=[0, 1])
     reference, seeded = results
     assert seeded.scores == [1.0, 0.0, 2.0, 0.0, 0.0, 2.0] and seeded.prompt_ids == [0, 1, 2, 0, 1, 2]
     # reference scores 1 everywhere: wins at (0,2) and (1,2), ties at (0,0): (2 + 0.5) / 6

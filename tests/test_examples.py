@@ -132,18 +132,18 @@ def truncated_doctor(workdir):
 
 def test_train_doctor_saves_a_lora_doctor(lora_doctor, workdir):
     from tfpo_hf import DoctorModel
-    from tfpo_hf.config import DEFAULT_GUIDANCE_BETA
+    from tfpo_hf.training.config import DEFAULT_GUIDANCE_BETA
 
     for name in (
         "adapter_config.json",
         "adapter_model.safetensors",
         "value_head.safetensors",
-        "tfpo_config.json",
+        "doctor_config.json",
         "README.md",
         "tokenizer.json",
     ):
         assert (lora_doctor / name).is_file(), name
-    saved = json.loads((lora_doctor / "tfpo_config.json").read_text())
+    saved = json.loads((lora_doctor / "doctor_config.json").read_text())
     assert saved["patient_name_or_path"] == str(workdir / "patient") and saved["beta"] == DEFAULT_GUIDANCE_BETA
     assert saved["guidance"] == "ratio" and saved["guidance_reference"] == "patient"  # a LoRA copy of the patient
     reloaded = DoctorModel.from_pretrained(lora_doctor)

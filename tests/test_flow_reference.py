@@ -11,8 +11,8 @@ from tfpo_fixtures import make_args, scored_dataset
 from transformers import AutoModelForCausalLM
 
 from tfpo_hf import DoctorModel, TFPOTrainer, TokenRewardCollator
-from tfpo_hf.losses import prefix_scores
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+from tfpo_hf.training.losses import prefix_scores
 
 
 def lora_config():
@@ -91,14 +91,14 @@ def test_precomputed_and_per_batch_references_give_the_same_loss(tmp_path, lora)
         mask = a["completion_mask"]
         assert torch.equal(mask, b["completion_mask"])
         assert torch.allclose(
-            precomputed.compute_ref_logprobs(a) * mask, per_batch.compute_ref_logprobs(b) * mask, atol=1e-5
+            precomputed.compute_ref_logps(a) * mask, per_batch.compute_ref_logps(b) * mask, atol=1e-5
         )
         loss_a = precomputed.compute_loss(precomputed.model.eval(), a)
         loss_b = per_batch.compute_loss(per_batch.model.eval(), b)
     assert loss_a.item() == pytest.approx(loss_b.item(), rel=1e-5, abs=1e-6)
     # The reference is the *initial* doctor: after the perturbation the doctor no longer matches it.
-    doctor_logps = per_batch.compute_ref_logprobs(b)
-    from tfpo_hf.trainer import completion_forward
+    doctor_logps = per_batch.compute_ref_logps(b)
+    from tfpo_hf.training.trainer import completion_forward
 
     with torch.no_grad():
         current = completion_forward(per_batch.model, b)[0]
@@ -154,7 +154,7 @@ def test_saved_doctor_records_reference_and_decoding_defaults(tmp_path, flow_ref
         peft_config=lora_config() if lora else None,
     )
     trainer.save_model()
-    saved = json.loads((tmp_path / "out" / "tfpo_config.json").read_text())
+    saved = json.loads((tmp_path / "out" / "doctor_config.json").read_text())
     assert saved["beta"] == 3.0 and saved["alpha"] == 1.0
     for key, value in expected.items():
         assert saved[key] == value, key

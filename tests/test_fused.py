@@ -9,7 +9,7 @@ from test_logits_process import ATOL, PROMPTS, assert_same_generation, encode, g
 from transformers import AutoModelForCausalLM
 
 from tfpo_hf import DoctorLogitsProcessor, DoctorModel
-from tfpo_hf.fused import GroupedCache, GuidedModel
+from tfpo_hf.guidance.guided_model import GroupedCache, GuidedModel
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor
 
 
@@ -129,7 +129,7 @@ def test_forward_returns_the_mixed_scores(fresh_patient, doctors, tokenizer):
 
 def test_saved_lora_doctor_decodes_with_its_recorded_weights(fresh_patient, doctors, tokenizer, tmp_path):
     DoctorModel(
-        doctors[0], tfpo_config={"guidance": "ratio", "guidance_reference": "patient", "beta": 3.0}
+        doctors[0], doctor_config={"guidance": "ratio", "guidance_reference": "patient", "beta": 3.0}
     ).save_pretrained(tmp_path / "doctor")
     inputs = encode(tokenizer, PROMPTS)
     guided = GuidedModel(fresh_patient, str(tmp_path / "doctor"))

@@ -74,7 +74,7 @@ def test_trainer_push_to_hub_uploads_a_loadable_doctor_with_card_and_tokenizer(t
         "model.safetensors",
         "config.json",
         "value_head.safetensors",
-        "tfpo_config.json",
+        "doctor_config.json",
         "tokenizer.json",
         "README.md",
     } <= files

@@ -14,7 +14,7 @@ import torch
 from reference_guidance import ReferenceGuidanceProcessor, reference_greedy
 from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessorList, TextStreamer, pipeline
 
-from tfpo_hf.logits_process import DoctorLogitsProcessor
+from tfpo_hf.guidance.logits_process import DoctorLogitsProcessor
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
 

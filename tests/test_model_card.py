@@ -6,8 +6,8 @@ import socket
 import pytest
 from huggingface_hub import ModelCard
 
-from tfpo_hf.config import UNRECORDED_BETA
-from tfpo_hf.model_card import PAPER_ID, guidance_sentence, write_model_card
+from tfpo_hf.doctor.config import UNRECORDED_BETA
+from tfpo_hf.doctor.model_card import PAPER_ID, guidance_sentence, write_model_card
 
 
 PATIENT = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -31,9 +31,9 @@ class ConfigObject:
         return dict(self.values)
 
 
-def write(tmp_path, tfpo_config=CONFIG, **kwargs):
+def write(tmp_path, doctor_config=CONFIG, **kwargs):
     path = tmp_path / "README.md"
-    write_model_card(path, tfpo_config, **kwargs)
+    write_model_card(path, doctor_config, **kwargs)
     return ModelCard.load(path), path.read_text()
 
 

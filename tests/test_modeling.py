@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from tfpo_hf import DoctorModel
-from tfpo_hf.config import UNRECORDED_BETA
-from tfpo_hf.modeling import truncated_causal_lm
+from tfpo_hf.doctor.config import UNRECORDED_BETA
+from tfpo_hf.doctor.modeling import truncated_causal_lm
 from tfpo_hf.testing import tiny_causal_lm
 
 
@@ -51,18 +51,18 @@ def test_truncated_doctor_keeps_the_first_layers_and_matches_a_manual_build():
 def test_from_patient_round_trip_through_disk(tmp_path):
     patient = tiny_causal_lm(num_hidden_layers=4)
     doctor = DoctorModel.from_patient(patient, 2)
-    doctor.tfpo_config.beta = 0.3
-    doctor.tfpo_config.extra["written_by_a_newer_version"] = 1
+    doctor.doctor_config.beta = 0.3
+    doctor.doctor_config.extra["written_by_a_newer_version"] = 1
     with torch.no_grad():
         doctor.value_head.summary.bias.fill_(0.25)
     doctor.save_pretrained(tmp_path)
-    assert {"model.safetensors", "value_head.safetensors", "tfpo_config.json", "config.json"} <= {
+    assert {"model.safetensors", "value_head.safetensors", "doctor_config.json", "config.json"} <= {
         p.name for p in tmp_path.iterdir()
     }
     assert not list(tmp_path.glob("*.bin")), "safetensors only"
     reloaded = DoctorModel.from_pretrained(tmp_path)
-    assert reloaded.tfpo_config.beta == 0.3 and reloaded.tfpo_config.copy_of_patient is False
-    assert reloaded.tfpo_config.extra == {"written_by_a_newer_version": 1}, "unknown keys survive a round trip"
+    assert reloaded.doctor_config.beta == 0.3 and reloaded.doctor_config.copy_of_patient is False
+    assert reloaded.doctor_config.extra == {"written_by_a_newer_version": 1}, "unknown keys survive a round trip"
     ids = torch.tensor([[1, 40, 50, 60]])
     with torch.no_grad():
         assert torch.allclose(reloaded(ids).log_values, torch.full((1, 4), 0.25))
@@ -74,7 +74,7 @@ def test_from_patient_round_trip_through_disk(tmp_path):
 def test_plain_causal_lm_checkpoint_gets_a_fresh_value_head(tmp_path):
     tiny_causal_lm().save_pretrained(tmp_path)
     doctor = DoctorModel.from_pretrained(tmp_path)
-    assert doctor.tfpo_config.to_dict() == {} and doctor.tfpo_config.decoding_beta == UNRECORDED_BETA
+    assert doctor.doctor_config.to_dict() == {} and doctor.doctor_config.decoding_beta == UNRECORDED_BETA
     with torch.no_grad():
         assert torch.equal(doctor(torch.tensor([[5, 6]])).log_values, torch.zeros(1, 2))
 

@@ -154,15 +154,15 @@ def test_one_cached_forward_per_token_for_doctor_and_base(patient, trained_docto
     assert calls == prefill + [((rows, 1), False), ((rows, 1), True)] * 3
 
 
-def save_doctor(path, lm, tfpo_config):
-    DoctorModel(lm, tfpo_config=tfpo_config).save_pretrained(path)
+def save_doctor(path, lm, doctor_config):
+    DoctorModel(lm, doctor_config=doctor_config).save_pretrained(path)
     return str(path)
 
 
 def test_saved_doctor_decodes_with_its_recorded_defaults(patient, trained_doctor, tokenizer, tmp_path):
     recorded = {"guidance": "ratio", "guidance_reference": "patient", "beta": 3.0, "alpha": 1.0}
     path = save_doctor(tmp_path / "ratio", trained_doctor, recorded)
-    assert json.loads((tmp_path / "ratio" / "tfpo_config.json").read_text())["guidance"] == "ratio"
+    assert json.loads((tmp_path / "ratio" / "doctor_config.json").read_text())["guidance"] == "ratio"
     inputs = encode(tokenizer, PROMPTS)
     mask = inputs.attention_mask
     defaults = DoctorLogitsProcessor(path, attention_mask=mask)
@@ -203,17 +203,15 @@ def test_full_weight_ratio_doctor_loads_its_recorded_reference(patient, tmp_path
         "guidance": "ratio",
         "guidance_reference": "initial",
         "beta": 2.0,
-        "reference_name_or_path": str(tmp_path / "start"),
-        "reference_num_layers": 2,
+        "initial_name_or_path": str(tmp_path / "start"),
+        "initial_num_layers": 2,
     }
     path = save_doctor(tmp_path / "doctor", trained, recorded)
     reference = DoctorLogitsProcessor(path).references[0]
     assert len(reference.model.layers) == 2  # loaded, then cut to the depth the doctor started from
     assert torch.equal(reference.model.layers[1].mlp.up_proj.weight, start.model.layers[1].mlp.up_proj.weight)
 
-    missing = save_doctor(
-        tmp_path / "missing", trained, {**recorded, "reference_name_or_path": str(tmp_path / "gone")}
-    )
+    missing = save_doctor(tmp_path / "missing", trained, {**recorded, "initial_name_or_path": str(tmp_path / "gone")})
     with pytest.raises(ValueError, match=r"trained against its initial weights .*gone.*references="):
         DoctorLogitsProcessor(missing)
     with pytest.raises(ValueError, match="has no PEFT adapter"):

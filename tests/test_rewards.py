@@ -15,9 +15,9 @@ import pytest
 import torch
 from datasets import Dataset, load_from_disk
 
-from tfpo_hf.config import TokenRewardConfig
-from tfpo_hf.preference_data import format_completion, tokenize_completion, tokenize_prompt
-from tfpo_hf.rewards import TokenRewardScorer, reward_statistics, token_rewards_from_logprobs
+from tfpo_hf.rewards.config import TokenRewardConfig
+from tfpo_hf.rewards.preference_data import format_completion, tokenize_completion, tokenize_prompt
+from tfpo_hf.rewards.scorer import TokenRewardScorer, reward_statistics, token_rewards_from_logps
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
 
@@ -91,7 +91,7 @@ _REFERENCE_CACHE: dict = {}
 
 
 @torch.no_grad()
-def reference_logprobs(model, prefix_ids, response_ids):
+def reference_logps(model, prefix_ids, response_ids):
     """log p(y_t | prefix, y_<t), one unbatched, unpadded forward per response token."""
     values = []
     for t in range(len(response_ids)):
@@ -113,8 +113,8 @@ def reference_rewards(model, tokenizer, prompt, response, chosen, config):
     # Only tokens up to the first EOS are scored; template tokens after it (ChatML's newline) get zeros.
     eos = tokenizer.eos_token_id
     scored = response_ids.index(eos) + 1 if eos in response_ids else len(response_ids)
-    positive = reference_logprobs(model, positive_ids, response_ids[:scored])
-    negative = reference_logprobs(model, negative_ids, response_ids[:scored])
+    positive = reference_logps(model, positive_ids, response_ids[:scored])
+    negative = reference_logps(model, negative_ids, response_ids[:scored])
     delta = [abs(p - n) for p, n in zip(positive, negative)]
     mean = sum(delta) / len(delta) if delta else 0.0
     normalized = [math.tanh(d / ((mean + config.eps) * config.tau)) for d in delta]
@@ -177,13 +177,11 @@ def assert_matches_reference(scored, rows, patient, tokenizer, config):
 
 
 # ---------------------------------------------------------------------------------------------- the maths
-def test_token_rewards_from_logprobs_matches_formula():
+def test_token_rewards_from_logps_matches_formula():
     config = TokenRewardConfig(theta=0.3, tau=0.7, eps=1e-6)
     positive = [-1.0, -2.5, -0.1, -3.0, -0.5]
     negative = [-1.2, -0.5, -0.1, -3.5, -2.0]
-    delta, normalized, rewards = token_rewards_from_logprobs(
-        torch.tensor(positive), torch.tensor(negative), -1.0, config
-    )
+    delta, normalized, rewards = token_rewards_from_logps(torch.tensor(positive), torch.tensor(negative), -1.0, config)
     expected_delta = [abs(p - n) for p, n in zip(positive, negative)]
     mean = sum(expected_delta) / len(expected_delta)
     expected_s = [math.tanh(d / ((mean + 1e-6) * 0.7)) for d in expected_delta]
@@ -193,7 +191,7 @@ def test_token_rewards_from_logprobs_matches_formula():
     assert rewards.tolist() == pytest.approx(expected_r, abs=1e-6)
     assert rewards[2] == 0  # Delta = 0 -> S = 0 -> no reward
     # An empty response gives empty tensors, not NaN.
-    delta, normalized, rewards = token_rewards_from_logprobs(torch.zeros(0), torch.zeros(0), 1.0, config)
+    delta, normalized, rewards = token_rewards_from_logps(torch.zeros(0), torch.zeros(0), 1.0, config)
     assert delta.numel() == normalized.numel() == rewards.numel() == 0
 
 
@@ -415,25 +413,25 @@ def test_batch_size_does_not_change_results(patient, tokenizer, architecture):
         (user("Why is the sea salty?"), "Rivers carry dissolved minerals into it.", "Because." * 9),
     ]
     dataset = chat_dataset(rows)
-    results, logprobs = {}, {}
+    results, logps = {}, {}
     for batch_size in (1, 8):
         scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(batch_size=batch_size))
-        original, logprobs[batch_size] = scorer.completion_logprobs, []
-        scorer.completion_logprobs = lambda sequences, original=original, out=logprobs[batch_size]: (
+        original, logps[batch_size] = scorer.completion_logps, []
+        scorer.completion_logps = lambda sequences, original=original, out=logps[batch_size]: (
             out.extend(original(sequences)) or out[-len(sequences) :]
         )
         results[batch_size] = scorer.score_dataset(dataset)
     # Every per-token log-probability agrees (same sequence order in both runs: 2 faces x 2 responses per example).
-    assert len(logprobs[1]) == len(logprobs[8]) == 4 * len(rows)
-    for one, eight in zip(logprobs[1], logprobs[8]):
+    assert len(logps[1]) == len(logps[8]) == 4 * len(rows)
+    for one, eight in zip(logps[1], logps[8]):
         assert eight.tolist() == pytest.approx(one.tolist(), abs=ATOL)
     config = TokenRewardConfig()
     for index, (one, eight) in enumerate(zip(results[1], results[8])):
         for name in ("prompt_ids", "chosen_ids", "rejected_ids"):
             assert one[name] == eight[name]
         for offset, name in enumerate(("chosen", "rejected")):
-            positive, negative = logprobs[1][4 * index + 2 * offset], logprobs[1][4 * index + 2 * offset + 1]
-            delta, normalized, _ = token_rewards_from_logprobs(positive, negative, 1.0, config)
+            positive, negative = logps[1][4 * index + 2 * offset], logps[1][4 * index + 2 * offset + 1]
+            delta, normalized, _ = token_rewards_from_logps(positive, negative, 1.0, config)
             ref = {"delta": delta.tolist(), "normalized": normalized.tolist(), "rewards": one[f"{name}_token_rewards"]}
             assert_rewards_close(eight[f"{name}_token_rewards"], ref, config)
     assert_matches_reference(results[8], rows[:2], patient, tokenizer, config)
@@ -548,11 +546,9 @@ def test_truncation_keep_start(patient, tokenizer, caplog):
     # The kept tokens are scored as a 12-token response (S normalised over the kept tokens).
     texts = format_completion(rows[0][0], assistant(rows[0][1]), tokenizer, config)
     kept = full[0]["chosen_ids"][:12]
-    positive = reference_logprobs(patient, tokenize_prompt(tokenizer, texts.positive_prompt, True), kept)
-    negative = reference_logprobs(patient, tokenize_prompt(tokenizer, texts.negative_prompt, True), kept)
-    delta, normalized, expected = token_rewards_from_logprobs(
-        torch.tensor(positive), torch.tensor(negative), 1.0, config
-    )
+    positive = reference_logps(patient, tokenize_prompt(tokenizer, texts.positive_prompt, True), kept)
+    negative = reference_logps(patient, tokenize_prompt(tokenizer, texts.negative_prompt, True), kept)
+    delta, normalized, expected = token_rewards_from_logps(torch.tensor(positive), torch.tensor(negative), 1.0, config)
     ref = {"delta": delta.tolist(), "normalized": normalized.tolist(), "rewards": expected.tolist()}
     assert_rewards_close(scored[0]["chosen_token_rewards"], ref, config)
 
@@ -634,9 +630,9 @@ def test_score_dataset_is_cached_by_fingerprint(patient, tokenizer, tmp_path, mo
     scorer = TokenRewardScorer(patient, tokenizer, TokenRewardConfig())
     assert scorer.fingerprint(first) == scorer.fingerprint(second)
     calls = []
-    original = scorer.completion_logprobs
+    original = scorer.completion_logps
     monkeypatch.setattr(
-        scorer, "completion_logprobs", lambda sequences: calls.append(len(sequences)) or original(sequences)
+        scorer, "completion_logps", lambda sequences: calls.append(len(sequences)) or original(sequences)
     )
     scored_first = scorer.score_dataset(first)
     assert calls
@@ -645,7 +641,7 @@ def test_score_dataset_is_cached_by_fingerprint(patient, tokenizer, tmp_path, mo
     def fail(sequences):
         raise AssertionError("the patient ran again instead of loading the cache")
 
-    monkeypatch.setattr(scorer, "completion_logprobs", fail)
+    monkeypatch.setattr(scorer, "completion_logps", fail)
     scored_second = scorer.score_dataset(second)
     assert scored_second._fingerprint == scored_first._fingerprint
     assert scored_second.to_dict() == scored_first.to_dict()
@@ -653,8 +649,8 @@ def test_score_dataset_is_cached_by_fingerprint(patient, tokenizer, tmp_path, mo
     other = TokenRewardScorer(patient, tokenizer, TokenRewardConfig(theta=0.7))
     assert other.fingerprint(second) != scorer.fingerprint(second)
     other_calls = []
-    original_other = other.completion_logprobs
-    monkeypatch.setattr(other, "completion_logprobs", lambda s: other_calls.append(1) or original_other(s))
+    original_other = other.completion_logps
+    monkeypatch.setattr(other, "completion_logps", lambda s: other_calls.append(1) or original_other(s))
     other.score_dataset(second)
     assert other_calls
 
@@ -671,7 +667,7 @@ def test_fingerprint_depends_on_patient_and_faces(patient, tokenizer):
 # ---------------------------------------------------------------------------------------------- the real patient
 @pytest.mark.slow
 def test_smollm2_conversational_pairs():
-    from tfpo_hf.embedded_patient import load_default_patient
+    from tfpo_hf.utils.embedded_patient import load_default_patient
 
     try:
         patient, tokenizer = load_default_patient()

@@ -20,7 +20,7 @@ from tfpo_fixtures import make_args, scored_dataset
 from transformers import AutoModelForCausalLM
 
 from tfpo_hf import DoctorLogitsProcessor, DoctorModel, GuidedModel, TFPOTrainer
-from tfpo_hf.modeling import truncated_causal_lm
+from tfpo_hf.doctor.modeling import truncated_causal_lm
 from tfpo_hf.testing import tiny_causal_lm
 
 

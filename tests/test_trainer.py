@@ -38,27 +38,27 @@ def test_compute_loss_matches_unpadded_per_sequence_reference(tmp_path, flow_ref
         loss = trainer.compute_loss(doctor, batch)
 
     def unpadded(prompt, completion, rewards):
-        """logprobs [1, T], log flows [1, T+1] and log V [T+1] of one sequence run alone; the reference is the
+        """logps [1, T], log flows [1, T+1] and log V [T+1] of one sequence run alone; the reference is the
         untrained doctor itself, so log Q adds its own log-probabilities."""
         ids = torch.tensor([prompt + completion])
         with torch.no_grad():
             out = doctor(ids)
         start = len(prompt) - 1
         logits = out.logits[0, start : start + len(completion)].double()
-        logprobs = logits.log_softmax(-1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
+        logps = logits.log_softmax(-1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
         log_values = out.log_values[0, start : start + len(completion) + 1].double()
         steps = torch.tensor(rewards, dtype=torch.float64)
         if flow_reference == "initial":
-            steps = steps + logprobs
+            steps = steps + logps
         log_q = torch.cat([torch.zeros(1, dtype=torch.float64), steps.cumsum(0)])
-        return logprobs[None], (log_q + log_values)[None], log_values
+        return logps[None], (log_q + log_values)[None], log_values
 
     subtb_terms, hinges, values = [], [], {}
     for index, example in enumerate(examples):
         for side in ("chosen", "rejected"):
             ids, rewards = example[f"{side}_ids"], example[f"{side}_token_rewards"]
-            logprobs, log_flows, log_values = unpadded(example["prompt_ids"], ids, rewards)
-            subtb_terms.append(subtrajectory_balance_loss_reference(logprobs, log_flows, torch.ones_like(logprobs)))
+            logps, log_flows, log_values = unpadded(example["prompt_ids"], ids, rewards)
+            subtb_terms.append(subtrajectory_balance_loss_reference(logps, log_flows, torch.ones_like(logps)))
             values[index, side] = log_values
         aligned = min(len(example["chosen_ids"]), len(example["rejected_ids"]))
         for t in range(1, aligned + 1):
@@ -134,7 +134,7 @@ def test_saved_doctor_reloads_and_lm_loads_alone(tmp_path):
         assert torch.allclose(reloaded(ids).log_values, trained(ids).log_values, atol=1e-6)
         lm_alone = AutoModelForCausalLM.from_pretrained(output_dir)
         assert torch.allclose(lm_alone(ids).logits, trained(ids).logits, atol=1e-6)
-    saved_config = json.loads((output_dir / "tfpo_config.json").read_text())
+    saved_config = json.loads((output_dir / "doctor_config.json").read_text())
     assert saved_config["theta"] == 0.3 and saved_config["beta"] == 0.7
     assert saved_config["positive_system_prompt"] == args.positive_system_prompt
     assert "patient_name_or_path" in saved_config
@@ -176,7 +176,7 @@ def test_interrupted_save_keeps_previous_files(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("tfpo_hf.modeling.save_file", fail)
+    monkeypatch.setattr("tfpo_hf.doctor.modeling.save_file", fail)
     with torch.no_grad():
         doctor.value_head.summary.bias.fill_(5.0)
     with pytest.raises(OSError, match="disk full"):

@@ -1,4 +1,4 @@
-"""Tests of `tfpo_hf.visualize`: the HTML page and the PNG figure of token rewards (laid out by `visualize_png`)."""
+"""Tests of `tfpo_hf.rewards.visualize`: the HTML page and the PNG figure of token rewards (laid out by `visualize_png`)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ import re
 
 import pytest
 
-from tfpo_hf.rewards import TokenRewards
-from tfpo_hf.testing import tiny_tokenizer
-from tfpo_hf.visualize import (
+from tfpo_hf.rewards.scorer import TokenRewards
+from tfpo_hf.rewards.visualize import (
     NEGATIVE_RGB,
     POSITIVE_RGB,
+    ResponseRow,
     clean_token,
+    display_text,
+    layout_cells,
     plot_token_rewards_png,
     render_token_rewards_html,
     reward_color,
     token_texts,
 )
-from tfpo_hf.visualize_png import ResponseRow, display_text, layout_cells
+from tfpo_hf.testing import tiny_tokenizer
 
 
 def make(tokens, rewards, token_ids=None):

@@ -1,15 +1,18 @@
 """tfpo_hf: test-time alignment for transformers. A small doctor, trained with token-level flow-guided preference
 optimization (TFPO, LLMdoctor), steers a frozen patient model inside `generate()`.
 
-The public names below are imported lazily (PEP 562): `import tfpo_hf` is cheap, and `tfpo_hf.DoctorLogitsProcessor`
-imports only what decoding needs, not the training stack (trl, datasets) nor the demo's extras.
+One subpackage per stage: `rewards` (stage 1, token rewards), `doctor` (the doctor model and its saved settings),
+`training` (stage 2, TFPO), `guidance` (stage 3, decoding); `utils` holds what they share. The public names below
+are imported lazily (PEP 562): `import tfpo_hf` is cheap, and `tfpo_hf.DoctorLogitsProcessor` imports only what
+decoding needs, not the training stack (trl, datasets) nor the demo's extras.
 """
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .utils.lazy_exports import lazy_exports
 
 
 try:
@@ -17,21 +20,22 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-# public name -> the submodule that defines it
-_LAZY_IMPORTS = {
-    "DoctorLogitsProcessor": ".logits_process",
-    "DoctorModel": ".modeling",
-    "GuidedModel": ".fused",
-    "TFPOConfig": ".config",
-    "TFPOTrainer": ".trainer",
-    "TokenRewardCollator": ".collator",
-    "TokenRewardConfig": ".token_reward_config",
-    "TokenRewardScorer": ".rewards",
-    "TokenRewards": ".rewards",
-    "load_default_patient": ".embedded_patient",
+# public name -> the module that defines it
+_EXPORTS = {
+    "TokenRewardConfig": ".rewards.config",
+    "TokenRewardScorer": ".rewards.scorer",
+    "TokenRewards": ".rewards.scorer",
+    "DoctorConfig": ".doctor.config",
+    "DoctorModel": ".doctor.modeling",
+    "TFPOConfig": ".training.config",
+    "TFPOTrainer": ".training.trainer",
+    "TokenRewardCollator": ".training.collator",
+    "DoctorLogitsProcessor": ".guidance.logits_process",
+    "GuidedModel": ".guidance.guided_model",
+    "load_default_patient": ".utils.embedded_patient",
 }
-
 __all__ = [
+    "DoctorConfig",
     "DoctorLogitsProcessor",
     "DoctorModel",
     "GuidedModel",
@@ -43,27 +47,16 @@ __all__ = [
     "TokenRewards",
     "load_default_patient",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from .collator import TokenRewardCollator
-    from .config import TFPOConfig
-    from .embedded_patient import load_default_patient
-    from .fused import GuidedModel
-    from .logits_process import DoctorLogitsProcessor
-    from .modeling import DoctorModel
-    from .rewards import TokenRewards, TokenRewardScorer
-    from .token_reward_config import TokenRewardConfig
-    from .trainer import TFPOTrainer
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_IMPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name, __name__), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    from .doctor.config import DoctorConfig
+    from .doctor.modeling import DoctorModel
+    from .guidance.guided_model import GuidedModel
+    from .guidance.logits_process import DoctorLogitsProcessor
+    from .rewards.config import TokenRewardConfig
+    from .rewards.scorer import TokenRewards, TokenRewardScorer
+    from .training.collator import TokenRewardCollator
+    from .training.config import TFPOConfig
+    from .training.trainer import TFPOTrainer
+    from .utils.embedded_patient import load_default_patient

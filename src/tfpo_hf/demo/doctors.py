@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 from datasets import Dataset
 from transformers import PreTrainedModel
 
-from ..adapters import has_adapter
-from ..baselines import TrajectoryBTTrainer
-from ..config import TFPOConfig
-from ..doctor_builder import doctor_from_patient
-from ..embedded_patient import DTYPES
-from ..modeling import DoctorModel
+from ..doctor.modeling import DoctorModel
 from ..scripts.arguments import DoctorModelConfig, resolve_peft_config
-from ..trainer import TFPOTrainer
+from ..training.baselines import TrajectoryBTTrainer
+from ..training.config import TFPOConfig
+from ..training.doctor_setup import doctor_from_patient
+from ..training.trainer import TFPOTrainer
+from ..utils.adapters import has_adapter
+from ..utils.embedded_patient import DTYPES
 from .prompts import NEGATIVE_FACE, POSITIVE_FACE
 
 
@@ -101,7 +101,7 @@ def train_doctor(
     timings: dict,
 ) -> DoctorModel:
     """Train one doctor family, save it under `output_dir/run.folder`, record its log history and time; returns the
-    saved doctor reloaded in the decoding dtype (with its `tfpo_config`, so the processor reads its defaults)."""
+    saved doctor reloaded in the decoding dtype (with its `doctor_config`, so the processor reads its defaults)."""
     clock = time.perf_counter()
     doctor, peft_config = make_doctor(patient, args)
     trainer = run.trainer_class(
@@ -121,7 +121,7 @@ def train_doctor(
 def load_for_decoding(path: Path, dtype) -> DoctorModel:
     """The saved doctor in the decoding dtype, a LoRA adapter merged into its weights: on a CPU in bfloat16 the
     unmerged low-rank products cost more than the rest of the doctor (docs/results.md), so the demo decodes merged
-    doctors through `DoctorLogitsProcessor` (the recorded guidance still applies: `tfpo_config` is kept)."""
+    doctors through `DoctorLogitsProcessor` (the recorded guidance still applies: `doctor_config` is kept)."""
     doctor = DoctorModel.from_pretrained(path, dtype=dtype)
     if has_adapter(doctor.pretrained_model):
         doctor.pretrained_model = doctor.pretrained_model.merge_and_unload()

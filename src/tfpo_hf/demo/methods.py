@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from transformers import PreTrainedModel
 
+from ..doctor.modeling import DoctorModel
 from ..evaluation import Method, MethodResult, best_of_n_generate_fn, evaluate_methods, patient_generate_fn
-from ..logits_process import DoctorLogitsProcessor
-from ..modeling import DoctorModel
+from ..guidance.logits_process import DoctorLogitsProcessor
 from .doctors import DPO, GENARM
 
 
@@ -40,7 +40,7 @@ def memoized(generate):
 
 
 def unguided_method(patient: PreTrainedModel, tokenizer, sampling: dict) -> Method:
-    """Sampling from the patient alone: the reference of every win rate."""
+    """Sampling from the patient alone: the baseline of every win rate."""
     return Method(UNGUIDED, memoized(patient_generate_fn(patient, tokenizer, batch_size=8, **sampling)))
 
 
@@ -68,7 +68,7 @@ def choose_betas(
         for family, doctor in doctors.items()
         for beta in args.betas
     ]
-    results = evaluate_methods(methods, prompts, judge, reference=unguided.name, seeds=args.seeds[:1])
+    results = evaluate_methods(methods, prompts, judge, baseline=unguided.name, seeds=args.seeds[:1])
     best = {}
     for family in doctors:
         candidates = [r for r in results if r.family == family]

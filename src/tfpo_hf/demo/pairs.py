@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..config import TokenRewardConfig
 from ..evaluation import patient_generate_fn
-from ..rewards import TokenRewardScorer, reward_statistics
-from ..visualize import plot_token_rewards_png, render_token_rewards_html
+from ..rewards.config import TokenRewardConfig
+from ..rewards.scorer import TokenRewardScorer, reward_statistics
+from ..rewards.visualize import plot_token_rewards_png, render_token_rewards_html
 from .prompts import NEGATIVE_FACE, POSITIVE_FACE
 
 

@@ -24,8 +24,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..config import DEFAULT_GUIDANCE_BETA
-from ..embedded_patient import DTYPES, load_default_patient
 from ..evaluation import (
     Method,
     evaluate_methods,
@@ -34,6 +32,8 @@ from ..evaluation import (
     results_table,
     write_results_json,
 )
+from ..training.config import DEFAULT_GUIDANCE_BETA
+from ..utils.embedded_patient import DTYPES, load_default_patient
 from .doctors import LITERAL, LITERAL_BETA, DoctorRun, train_all, train_doctor, train_dpo
 from .methods import choose_genarm_beta, evaluated_methods, guided_method, memoized, sampling_settings, unguided_method
 from .pairs import build_preference_pairs, score_pairs
@@ -169,7 +169,7 @@ def run_demo(args: DemoArguments) -> Path:
         chosen_betas = {LITERAL: LITERAL_BETA, **chosen_betas}
     methods = evaluated_methods(unguided, doctors, chosen_betas, dpo_model, patient, tokenizer, judge, args, sampling)
     with timed(timings, "evaluation"):
-        results = evaluate_methods(methods, eval_prompts, judge, reference=unguided.name, seeds=args.seeds)
+        results = evaluate_methods(methods, eval_prompts, judge, baseline=unguided.name, seeds=args.seeds)
     outcome = DemoOutcome(
         results, validation_results, chosen_betas, pair_stats, reward_stats, timings, training_logs, eval_prompts
     )

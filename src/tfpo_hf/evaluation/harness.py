@@ -122,10 +122,10 @@ def evaluate_methods(
     methods: Sequence[Method],
     prompts: list[Prompt],
     judge: str | Judge,
-    reference: str,
+    baseline: str,
     seeds: Sequence[int] = (0,),
 ) -> list[MethodResult]:
-    """Run every method on the same prompts and seeds; score with the judge; win rates are against `reference`,
+    """Run every method on the same prompts and seeds; score with the judge; win rates are against `baseline`,
     sample by sample (same prompt, same seed)."""
     judge = get_judge(judge)
     runs = {}
@@ -135,9 +135,9 @@ def evaluate_methods(
         seconds = time.perf_counter() - start
         texts = [text for seed_texts in texts_by_seed for text in seed_texts]
         runs[method.name] = (method, texts_by_seed, texts, [judge(text) for text in texts], seconds)
-    if reference not in runs:
-        raise ValueError(f"The reference method {reference!r} is not among {list(runs)}.")
-    reference_scores = runs[reference][3]
+    if baseline not in runs:
+        raise ValueError(f"The baseline method {baseline!r} is not among {list(runs)}.")
+    baseline_scores = runs[baseline][3]
     prompt_ids = [i for _ in seeds for i in range(len(prompts))]
 
     def per_seed(metric, texts_by_seed):
@@ -150,8 +150,8 @@ def evaluate_methods(
             beta=method.beta,
             mean_score=sum(scores) / len(scores),
             score_interval=bootstrap_interval(scores, prompt_ids),
-            win_rate=win_rate(scores, reference_scores),
-            win_rate_interval=bootstrap_interval(paired_outcomes(scores, reference_scores), prompt_ids),
+            win_rate=win_rate(scores, baseline_scores),
+            win_rate_interval=bootstrap_interval(paired_outcomes(scores, baseline_scores), prompt_ids),
             distinct_1=per_seed(lambda t: distinct_n(t, 1), texts_by_seed),
             distinct_2=per_seed(lambda t: distinct_n(t, 2), texts_by_seed),
             distinct_3=per_seed(lambda t: distinct_n(t, 3), texts_by_seed),

@@ -12,7 +12,7 @@ from .harness import MethodResult, head_to_head
 COLUMNS = [
     ("method", lambda r: r.name),
     ("judge score [95% CI]", lambda r: "{:+.3f} [{:+.2f}, {:+.2f}]".format(r.mean_score, *r.score_interval)),
-    ("win rate vs reference [95% CI]", lambda r: "{:.2f} [{:.2f}, {:.2f}]".format(r.win_rate, *r.win_rate_interval)),
+    ("win rate vs baseline [95% CI]", lambda r: "{:.2f} [{:.2f}, {:.2f}]".format(r.win_rate, *r.win_rate_interval)),
     ("distinct-1", lambda r: f"{r.distinct_1:.3f}"),
     ("distinct-2", lambda r: f"{r.distinct_2:.3f}"),
     ("distinct-3", lambda r: f"{r.distinct_3:.3f}"),

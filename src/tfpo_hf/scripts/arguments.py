@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig
 
-from ..embedded_patient import DTYPES
+from ..utils.embedded_patient import DTYPES
 
 
 # old flag -> new flag: the old one keeps working, with a message naming the new one
@@ -40,7 +40,7 @@ class PatientArguments:
 
     def load(self):
         """(model, tokenizer) of the patient named by the flags, the embedded default when none is named."""
-        from ..embedded_patient import load_patient
+        from ..utils.embedded_patient import load_patient
 
         return load_patient(self.patient, self.patient_dtype)
 
@@ -66,7 +66,7 @@ class DatasetArguments:
             )
 
     def load(self, split: str | None = None):
-        from ..preference_data import load_preference_dataset
+        from ..rewards.preference_data import load_preference_dataset
 
         return load_preference_dataset(self.dataset, self.dataset_config, split or self.split, self.max_examples)
 

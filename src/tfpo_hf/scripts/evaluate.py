@@ -28,7 +28,7 @@ class EvaluateScriptArguments(PatientArguments):
     )
     num_prompts: int = field(default=40, metadata={"help": "Number of prompts used."})
     judge: str = field(default="vader", metadata={"help": "Built-in judge name."})
-    best_of_n: int = field(default=4, metadata={"help": "N of the best-of-N reference (0 skips it)."})
+    best_of_n: int = field(default=4, metadata={"help": "N of the best-of-N method (0 skips it)."})
     max_new_tokens: int = field(default=40, metadata={"help": "Tokens generated per completion."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=0.9, metadata={"help": "Nucleus threshold."})
@@ -54,7 +54,7 @@ def read_prompts(path: str | None, count: int) -> list:
 def guided_methods(script_args: EvaluateScriptArguments, patient, tokenizer, sampling: dict) -> list:
     """One method per (doctor, beta): the patient sampled with `DoctorLogitsProcessor`."""
     from ..evaluation import Method, patient_generate_fn
-    from ..logits_process import DoctorLogitsProcessor
+    from ..guidance.logits_process import DoctorLogitsProcessor
 
     methods = []
     for doctor in script_args.doctor:
@@ -100,7 +100,7 @@ def main(script_args: EvaluateScriptArguments) -> None:
                 best_of_n_generate_fn(unguided, judge, script_args.best_of_n),
             )
         )
-    results = evaluate_methods(methods, prompts, judge, reference="patient (sampling)", seeds=script_args.seeds)
+    results = evaluate_methods(methods, prompts, judge, baseline="patient (sampling)", seeds=script_args.seeds)
     output_dir = Path(script_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_results_json(results, output_dir / "results.json", arguments=vars(script_args))

@@ -37,7 +37,7 @@ class GenerateScriptArguments(PatientArguments):
 def main(script_args: GenerateScriptArguments) -> None:
     from transformers import LogitsProcessorList, TextStreamer, set_seed
 
-    from ..logits_process import DoctorLogitsProcessor
+    from ..guidance.logits_process import DoctorLogitsProcessor
 
     patient, tokenizer = script_args.load()
     processors = LogitsProcessorList()

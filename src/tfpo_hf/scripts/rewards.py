@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from ..token_reward_config import TokenRewardConfig
+from ..rewards.config import TokenRewardConfig
 from .arguments import DatasetArguments, PatientArguments
 
 
@@ -19,7 +19,7 @@ class RewardsScriptArguments(DatasetArguments, PatientArguments):
 
 
 def main(script_args: RewardsScriptArguments, reward_config: TokenRewardConfig) -> None:
-    from ..rewards import TokenRewardScorer, reward_statistics
+    from ..rewards.scorer import TokenRewardScorer, reward_statistics
 
     dataset = script_args.load()
     patient, tokenizer = PatientArguments.load(script_args)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from ..config import TFPOConfig
+from ..training.config import TFPOConfig
 from .arguments import DatasetArguments, DoctorModelConfig, PatientArguments, resolve_peft_config
 
 
@@ -48,8 +48,8 @@ class TrainScriptArguments(DatasetArguments, PatientArguments):
 
 
 def main(script_args: TrainScriptArguments, training_args: TFPOConfig, model_args: DoctorModelConfig) -> None:
-    from ..doctor_builder import doctor_from_patient
-    from ..trainer import TFPOTrainer
+    from ..training.doctor_setup import doctor_from_patient
+    from ..training.trainer import TFPOTrainer
 
     doctor_name = script_args.doctor or model_args.model_name_or_path
     if script_args.doctor and model_args.model_name_or_path and script_args.doctor != model_args.model_name_or_path:

@@ -22,11 +22,11 @@ from collections.abc import Iterator, Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from .doctor_config import DoctorConfig
-from .guidance_sources import doctor_weights, recorded_weights
-from .hub_files import find_file, hub_kwargs_of
-from .incremental import Stream
-from .modeling import ADAPTER_CONFIG_NAME
+from ..doctor.config import DoctorConfig
+from ..utils.constants import ADAPTER_CONFIG_NAME
+from ..utils.hub import find_file, hub_kwargs_of
+from .cached_forward import Stream
+from .loading import doctor_weights, recorded_weights
 
 
 BATCH_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "token_type_ids")
@@ -117,7 +117,7 @@ class GuidedModel:
 
     # ------------------------------------------------------------------ loading
     def _load_adapter(self, source, adapter_name: str, from_pretrained_kwargs: dict) -> DoctorConfig:
-        """Load one doctor's adapter into the patient under `adapter_name`; returns its recorded `tfpo_config`."""
+        """Load one doctor's adapter into the patient under `adapter_name`; returns its recorded `doctor_config`."""
         from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
         if isinstance(source, (str, os.PathLike)):
@@ -141,7 +141,7 @@ class GuidedModel:
         else:
             self.peft_model.add_adapter(adapter_name, config)
         set_peft_model_state_dict(self.peft_model, state, adapter_name=adapter_name)
-        return DoctorConfig.from_dict(getattr(source, "tfpo_config", None))
+        return DoctorConfig.from_dict(getattr(source, "doctor_config", None))
 
     # ------------------------------------------------------------------ weights
     def set_betas(self, betas: float | Sequence[float]) -> None:
@@ -155,10 +155,10 @@ class GuidedModel:
     def mix(self, logits: torch.Tensor, groups: int) -> torch.Tensor:
         """Mixed scores `(B, ..., V)` (float32) from the logits `(groups * B, ..., V)` of the patient's rows followed by
         each active doctor's rows."""
-        logprobs = torch.log_softmax(logits.float(), dim=-1).chunk(groups, dim=0)
-        patient = logprobs[0]
+        logps = torch.log_softmax(logits.float(), dim=-1).chunk(groups, dim=0)
+        patient = logps[0]
         mixed = self.alpha * patient
-        for doctor, index in zip(logprobs[1:], self._active()):
+        for doctor, index in zip(logps[1:], self._active()):
             term = doctor - patient if self.mixes[index] == "ratio" else doctor
             mixed = mixed + self.betas[index] * term
         return mixed.masked_fill(torch.isneginf(patient) | torch.isnan(mixed), float("-inf"))

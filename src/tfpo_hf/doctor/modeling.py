@@ -4,7 +4,7 @@ On disk a doctor is a plain causal-LM checkpoint (loadable alone by `AutoModelFo
 which is all decoding needs) plus two files of its own:
 
 - `value_head.safetensors`: the value head's weights;
-- `tfpo_config.json`: the decoding defaults (alpha, beta), the face prompts and reward settings it was trained
+- `doctor_config.json`: the decoding defaults (alpha, beta), the face prompts and reward settings it was trained
   with, and the patient it was trained for.
 
 With LoRA (PEFT) the LM part is saved as an adapter; the value head is always trained and saved in full.
@@ -26,9 +26,10 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .adapters import has_adapter, save_adapter
-from .doctor_config import DoctorConfig
-from .hub_files import find_file, hub_kwargs_of, resolve_local_path
+from ..utils.adapters import has_adapter, save_adapter
+from ..utils.constants import ADAPTER_CONFIG_NAME, VALUE_HEAD_WEIGHTS_NAME
+from ..utils.hub import find_file, hub_kwargs_of, resolve_local_path
+from .config import DoctorConfig
 from .model_card import write_model_card
 from .saving import (
     STAGING_MARKER,
@@ -40,8 +41,6 @@ from .saving import (
 )
 
 
-VALUE_HEAD_WEIGHTS_NAME = "value_head.safetensors"
-ADAPTER_CONFIG_NAME = "adapter_config.json"
 LM_PREFIX = "pretrained_model."
 VALUE_HEAD_PREFIX = "value_head."
 
@@ -100,21 +99,21 @@ class DoctorModel(nn.Module):
     Args:
         pretrained_model: the causal LM (any `AutoModelForCausalLM`, or a `PeftModel` around one).
         value_head: an existing head; a zero-initialised one is made when omitted.
-        tfpo_config: the settings saved with the doctor (alpha/beta defaults, face prompts, theta, patient).
+        doctor_config: the settings saved with the doctor (alpha/beta defaults, face prompts, theta, patient).
     """
 
     def __init__(
         self,
         pretrained_model: PreTrainedModel,
         value_head: ValueHead | None = None,
-        tfpo_config: DoctorConfig | dict[str, Any] | None = None,
+        doctor_config: DoctorConfig | dict[str, Any] | None = None,
     ):
         super().__init__()
         self.pretrained_model = pretrained_model
         hidden_size = pretrained_model.config.get_text_config().hidden_size
         self.value_head = value_head if value_head is not None else ValueHead(hidden_size)
         self.value_head.to(device=next(pretrained_model.parameters()).device)
-        self.tfpo_config = DoctorConfig.from_dict(tfpo_config)
+        self.doctor_config = DoctorConfig.from_dict(doctor_config)
 
     # Attributes `Trainer` and `generate` read from the model they are given.
     @property
@@ -179,7 +178,7 @@ class DoctorModel(nn.Module):
         depth = len(patient.get_decoder().layers)
         num_layers = depth if num_layers is None else num_layers
         config = DoctorConfig(patient_name_or_path=patient.config.name_or_path, copy_of_patient=num_layers == depth)
-        return cls(truncated_causal_lm(patient, num_layers), tfpo_config=config)
+        return cls(truncated_causal_lm(patient, num_layers), doctor_config=config)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **model_kwargs) -> DoctorModel:
@@ -190,7 +189,7 @@ class DoctorModel(nn.Module):
 
         Raises:
             FileNotFoundError: a local path (see `hub_files.looks_like_local_path`) that does not exist.
-            ValueError: a corrupted `value_head.safetensors` or `tfpo_config.json` (the error names the file).
+            ValueError: a corrupted `value_head.safetensors` or `doctor_config.json` (the error names the file).
         """
         name = resolve_local_path(pretrained_model_name_or_path)
         if os.path.isfile(name):
@@ -206,7 +205,7 @@ class DoctorModel(nn.Module):
         head_file = find_file(name, VALUE_HEAD_WEIGHTS_NAME, hub_kwargs)
         if head_file:
             load_state_file(doctor.value_head, head_file, VALUE_HEAD_PREFIX)
-        doctor.tfpo_config = DoctorConfig.from_pretrained(name, **hub_kwargs)
+        doctor.doctor_config = DoctorConfig.from_pretrained(name, **hub_kwargs)
         return doctor
 
     # ------------------------------------------------------------------ saving
@@ -217,7 +216,7 @@ class DoctorModel(nn.Module):
         is_main_process: bool = True,
         **kwargs,
     ) -> None:
-        """Write the LM checkpoint (safetensors), `value_head.safetensors`, `tfpo_config.json` and a model card.
+        """Write the LM checkpoint (safetensors), `value_head.safetensors`, `doctor_config.json` and a model card.
 
         Files are first written to a staging folder `.<name>.tmp-*` beside `save_directory`, then moved in one by one
         with `os.replace`, so an interrupted save never leaves a half-written file; the staging folders an interrupted
@@ -230,7 +229,7 @@ class DoctorModel(nn.Module):
         """
         if not is_main_process:
             return
-        check_adapter_base_reloadable(self.pretrained_model, self.tfpo_config)
+        check_adapter_base_reloadable(self.pretrained_model, self.doctor_config)
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         remove_stale_staging_folders(save_directory.parent)
@@ -247,9 +246,9 @@ class DoctorModel(nn.Module):
             else:
                 self.pretrained_model.save_pretrained(staging, state_dict=lm_state, **kwargs)
             save_file(head_state, str(staging / VALUE_HEAD_WEIGHTS_NAME), metadata={"format": "pt"})
-            self.tfpo_config.save_pretrained(staging)
+            self.doctor_config.save_pretrained(staging)
             if not (save_directory / "README.md").exists():
-                write_model_card(staging / "README.md", self.tfpo_config, base_model=self.config.name_or_path)
+                write_model_card(staging / "README.md", self.doctor_config, base_model=self.config.name_or_path)
             for item in staging.iterdir():
                 if item.name != STAGING_MARKER:
                     os.replace(item, save_directory / item.name)

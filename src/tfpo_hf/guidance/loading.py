@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .adapters import has_adapter
-from .doctor_config import DoctorConfig
+from ..doctor.config import DoctorConfig
+from ..utils.adapters import has_adapter
+from ..utils.constants import ADAPTER_CONFIG_NAME, TOKENIZER_FILES
 
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _TOKENIZER_KWARGS = ("cache_dir", "local_files_only", "revision", "subfolder", "token", "trust_remote_code")
 PATIENT, INITIAL, BASE = "patient", "initial", "base"  # the guided patient; the doctor's initial weights; a LoRA base
 
@@ -28,8 +28,7 @@ def load_causal_lm(name_or_path, **from_pretrained_kwargs) -> PreTrainedModel:
     (a `PeftModel`: PEFT's own loader, which every supported transformers release agrees with, where transformers'
     integration of older releases drops `modules_to_save` weights). Imported here rather than at module import (the
     processor imports fast)."""
-    from .hub_files import find_file, hub_kwargs_of
-    from .modeling import ADAPTER_CONFIG_NAME
+    from ..utils.hub import find_file, hub_kwargs_of
 
     if find_file(str(name_or_path), ADAPTER_CONFIG_NAME, hub_kwargs_of(from_pretrained_kwargs)):
         from peft import AutoPeftModelForCausalLM
@@ -80,7 +79,7 @@ def saved_tokenizer(source: str, hub_lookup: bool, from_pretrained_kwargs: dict)
     kwargs = {key: value for key, value in from_pretrained_kwargs.items() if key in _TOKENIZER_KWARGS}
     if os.path.isdir(source):
         folder = os.path.join(source, kwargs.get("subfolder", ""))
-        if not any(os.path.isfile(os.path.join(folder, name)) for name in _TOKENIZER_FILES):
+        if not any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_FILES):
             return None
     elif not hub_lookup:
         return None
@@ -132,9 +131,9 @@ def resolve_references(
 
 
 def initial_model(doctor: PreTrainedModel, config: DoctorConfig, from_pretrained_kwargs: dict) -> PreTrainedModel:
-    """The weights a full-weight doctor started from: its recorded `reference_name_or_path`, loaded and cut to
+    """The weights a full-weight doctor started from: its recorded `initial_name_or_path`, loaded and cut to
     the recorded depth (a doctor made of the patient's first layers)."""
-    name = config.reference_name_or_path
+    name = config.initial_name_or_path
     try:
         if not name:
             raise OSError("no name recorded")
@@ -145,9 +144,9 @@ def initial_model(doctor: PreTrainedModel, config: DoctorConfig, from_pretrained
             f"be loaded ({error}): pass that model as `references=` (or `references='none'` to mix the doctor in "
             "without one)."
         ) from error
-    num_layers = config.reference_num_layers
+    num_layers = config.initial_num_layers
     if num_layers and num_layers < len(reference.get_decoder().layers):
-        from .modeling import truncated_causal_lm
+        from ..doctor.modeling import truncated_causal_lm
 
         reference = truncated_causal_lm(reference, num_layers)
     return reference.eval()

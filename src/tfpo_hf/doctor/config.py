@@ -1,4 +1,4 @@
-"""`DoctorConfig`: what a doctor records about itself in `tfpo_config.json` (how it was trained, how to decode it)."""
+"""`DoctorConfig`: what a doctor records about itself in `doctor_config.json` (how it was trained, how to decode it)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .hub_files import find_file
+from ..utils.constants import DOCTOR_CONFIG_NAME, LEGACY_DOCTOR_CONFIG_NAME
+from ..utils.hub import find_file
 
 
-TFPO_CONFIG_NAME = "tfpo_config.json"
 UNRECORDED_BETA = 0.5  # the weight of a doctor that records no decoding defaults (a plain causal LM, an old doctor)
 GUIDANCE_MODES = ("ratio", "mix")
 GUIDANCE_REFERENCES = ("patient", "initial")
+# fields renamed since a doctor saved as `tfpo_config.json` was written: old key -> field
+LEGACY_FIELD_NAMES = {"reference_name_or_path": "initial_name_or_path", "reference_num_layers": "initial_num_layers"}
 
 
 @dataclass
@@ -28,7 +30,7 @@ class DoctorConfig:
             the patient's own scores as the reference).
         theta, tau, positive_system_prompt, negative_system_prompt: the stage-1 reward settings it was trained on.
         flow_reference: `initial` (reference-anchored flow) or `none` (the paper's literal flow).
-        reference_name_or_path, reference_num_layers: the checkpoint (and depth) its initial weights came from.
+        initial_name_or_path, initial_num_layers: the checkpoint (and depth) its initial weights came from.
         alpha, beta: decoding defaults (patient and doctor weights).
         guidance: `ratio` (alpha log p + beta (log p_doctor - log p_ref)) or `mix` (alpha log p + beta log p_doctor).
         guidance_reference: for ratio guidance, `patient` (the patient's scores) or `initial` (the initial weights).
@@ -42,8 +44,8 @@ class DoctorConfig:
     positive_system_prompt: str | None = None
     negative_system_prompt: str | None = None
     flow_reference: str | None = None
-    reference_name_or_path: str | None = None
-    reference_num_layers: int | None = None
+    initial_name_or_path: str | None = None
+    initial_num_layers: int | None = None
     alpha: float | None = None
     beta: float | None = None
     guidance: str | None = None
@@ -65,6 +67,7 @@ class DoctorConfig:
         if isinstance(values, DoctorConfig):
             return values
         values = dict(values or {})
+        values = {LEGACY_FIELD_NAMES.get(k, k): v for k, v in values.items()}
         known = {f.name for f in fields(cls)} - {"extra"}
         return cls(
             **{k: v for k, v in values.items() if k in known},
@@ -72,7 +75,7 @@ class DoctorConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object saved as `tfpo_config.json` (fields left `None` are omitted)."""
+        """The JSON object saved as `doctor_config.json` (fields left `None` are omitted)."""
         values = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
         return {**self.extra, **values}
 
@@ -83,9 +86,11 @@ class DoctorConfig:
 
         Raises:
             FileNotFoundError: `name_or_path` is a local path that does not exist.
-            ValueError: naming the file when `tfpo_config.json` is unreadable or not a JSON object.
+            ValueError: naming the file when `doctor_config.json` is unreadable or not a JSON object.
         """
-        config_file = find_file(str(name_or_path), TFPO_CONFIG_NAME, hub_kwargs)
+        config_file = find_file(str(name_or_path), DOCTOR_CONFIG_NAME, hub_kwargs) or find_file(
+            str(name_or_path), LEGACY_DOCTOR_CONFIG_NAME, hub_kwargs
+        )
         if not config_file:
             return cls()
         try:
@@ -102,4 +107,4 @@ class DoctorConfig:
         return cls.from_dict(values)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        Path(save_directory, TFPO_CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        Path(save_directory, DOCTOR_CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config_validation import _check_choice, _check_int_at_least, _check_positive, _invalid, _is_real
+from ..utils.validation import _check_choice, _check_int_at_least, _check_positive, _invalid, _is_real
 
 
 DEFAULT_POSITIVE_SYSTEM_PROMPT = (

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import DynamicCache
 
-from .adapters import adapter_disabled
-from .logprobs import position_ids_from_mask
+from ..utils.adapters import adapter_disabled
+from ..utils.logps import position_ids_from_mask
 
 
 if TYPE_CHECKING:

@@ -29,8 +29,8 @@ class TrajectoryBTTrainer(TFPOTrainer):
         self.bt_beta = bt_beta
         super().__init__(*args, **kwargs)
 
-    def loss_terms(self, inputs, logprobs, log_values, ref_logprobs):
-        sequence_logps = torch.where(inputs["completion_mask"].bool(), logprobs, 0.0).sum(-1)
+    def loss_terms(self, inputs, logps, log_values, ref_logps):
+        sequence_logps = torch.where(inputs["completion_mask"].bool(), logps, 0.0).sum(-1)
         pairs = sequence_logps.shape[0] // 2
         loss = trajectory_bradley_terry_loss(sequence_logps[:pairs], sequence_logps[pairs:], beta=self.bt_beta)
         return loss, {"bradley_terry": loss}

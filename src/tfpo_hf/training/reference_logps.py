@@ -10,11 +10,11 @@ import torch
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
-from .adapters import adapter_disabled, has_adapter
+from ..rewards.preference_data import SCORED_COLUMNS
+from ..rewards.scorer import weights_probe
+from ..utils.adapters import adapter_disabled, has_adapter
+from ..utils.logps import completion_forward
 from .collator import REF_COLUMNS
-from .fingerprint import weights_probe
-from .logprobs import completion_forward
-from .preference_data import SCORED_COLUMNS
 
 
 class ReferenceLogpsMixin:
@@ -64,13 +64,13 @@ class ReferenceLogpsMixin:
     def _reference_logps_batch(self, batch: dict[str, list]) -> dict[str, list[list[float]]]:
         features = [{name: batch[name][i] for name in SCORED_COLUMNS} for i in range(len(batch["prompt_ids"]))]
         inputs = self._prepare_inputs(self._reference_collator(features))
-        logps = self.compute_ref_logprobs(inputs, precomputing=True).cpu()
+        logps = self.compute_ref_logps(inputs, precomputing=True).cpu()
         lengths = inputs["completion_mask"].sum(-1).tolist()
         rows = [row[:length].tolist() for row, length in zip(logps, lengths)]
         return {REF_COLUMNS[0]: rows[: len(features)], REF_COLUMNS[1]: rows[len(features) :]}
 
     @torch.no_grad()
-    def compute_ref_logprobs(self, inputs: dict[str, torch.Tensor], precomputing: bool = False) -> torch.Tensor:
+    def compute_ref_logps(self, inputs: dict[str, torch.Tensor], precomputing: bool = False) -> torch.Tensor:
         """log pi_ref(y_{t+1} | s_t) `(2B, T)` of a batch: its precomputed column, the doctor's base with the adapter
         disabled, or the frozen copy; `precomputing` runs the doctor as it is (its initial weights, before training)."""
         if "ref_token_logps" in inputs:

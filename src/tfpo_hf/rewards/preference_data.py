@@ -23,8 +23,8 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 from trl import extract_prompt, maybe_apply_chat_template
 
-from .hub_files import looks_like_local_path
-from .token_reward_config import TokenRewardConfig
+from ..utils.hub import looks_like_local_path
+from .config import TokenRewardConfig
 
 
 SCORED_COLUMNS = ("prompt_ids", "chosen_ids", "chosen_token_rewards", "rejected_ids", "rejected_token_rewards")

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .adapters import base_model_name_or_path, has_adapter
+from ..doctor.modeling import DoctorModel
+from ..guidance.loading import check_vocabulary, saved_tokenizer
+from ..utils.adapters import base_model_name_or_path, has_adapter
 from .config import TFPOConfig
-from .guidance_sources import check_vocabulary, saved_tokenizer
-from .modeling import DoctorModel
 
 
 def doctor_from_patient(patient: PreTrainedModel, num_layers: int = 0) -> DoctorModel:
@@ -39,7 +39,7 @@ def make_doctor(model: DoctorModel | PreTrainedModel | str, args: TFPOConfig, pe
         return doctor
     if has_adapter(doctor.pretrained_model):
         raise ValueError("The doctor already holds a PEFT adapter; do not pass `peft_config` as well.")
-    if doctor.tfpo_config.copy_of_patient is False:
+    if doctor.doctor_config.copy_of_patient is False:
         depth = doctor.config.get_text_config().num_hidden_layers
         raise ValueError(
             f"The doctor is a truncated copy of the patient ({depth} layers): a LoRA adapter on it could not be "
@@ -85,9 +85,9 @@ def check_doctor(
 def record_training_settings(
     doctor: DoctorModel, args: TFPOConfig, uses_reference: bool, patient: PreTrainedModel | None
 ) -> None:
-    """Write into `doctor.tfpo_config` (saved as tfpo_config.json) the reward settings, the flow reference and the
+    """Write into `doctor.doctor_config` (saved as doctor_config.json) the reward settings, the flow reference and the
     decoding defaults: ratio guidance against the reference for a reference-anchored doctor, else the mix."""
-    record = doctor.tfpo_config
+    record = doctor.doctor_config
     reference_name = base_model_name_or_path(doctor.pretrained_model)
     depth = doctor.config.get_text_config().num_hidden_layers
     if patient is not None:
@@ -103,7 +103,7 @@ def record_training_settings(
         args.negative_system_prompt,
     )
     record.flow_reference = "initial" if uses_reference else "none"
-    record.reference_name_or_path, record.reference_num_layers = reference_name, depth
+    record.initial_name_or_path, record.initial_num_layers = reference_name, depth
     record.alpha, record.beta = args.guidance_alpha, args.guidance_beta
     record.guidance = "ratio" if uses_reference else "mix"
     # a copy of the patient decodes against the patient's own scores: no extra forward

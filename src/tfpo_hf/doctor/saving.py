@@ -17,9 +17,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from .adapters import has_adapter
-from .doctor_config import DoctorConfig
-from .hub_files import looks_like_local_path
+from ..utils.adapters import has_adapter
+from ..utils.constants import CONFIG_NAME
+from ..utils.hub import looks_like_local_path
+from .config import DoctorConfig
 
 
 STAGING_MARKER = ".tfpo-staging"  # inside every staging folder: which process (host, pid) is writing it
@@ -81,7 +82,7 @@ def _process_running(pid: int) -> bool:
     return psutil.pid_exists(pid)
 
 
-def check_adapter_base_reloadable(lm: nn.Module, tfpo_config: DoctorConfig) -> None:
+def check_adapter_base_reloadable(lm: nn.Module, doctor_config: DoctorConfig) -> None:
     """Raise before a LoRA doctor is saved when its adapter could not be put back on its base when loaded.
 
     A saved adapter records only its base's name or path: an in-memory base (no name, or a path that does not
@@ -94,7 +95,7 @@ def check_adapter_base_reloadable(lm: nn.Module, tfpo_config: DoctorConfig) -> N
         "doctor.pretrained_model.merge_and_unload()`), or save the base first (`base.save_pretrained(path)`) and "
         "build the doctor on `AutoModelForCausalLM.from_pretrained(path)`."
     )
-    if tfpo_config.copy_of_patient is False:
+    if doctor_config.copy_of_patient is False:
         depth = lm.config.get_text_config().num_hidden_layers
         raise ValueError(
             f"This LoRA doctor's base is a truncated copy of the patient ({depth} layers): the saved adapter would "
@@ -115,7 +116,7 @@ def _base_problem(name: str) -> str | None:
         return "it is an in-memory model with no `name_or_path`"
     path = os.path.expanduser(name)
     if os.path.isdir(path):
-        return None if os.path.isfile(os.path.join(path, "config.json")) else f"{path} holds no config.json"
+        return None if os.path.isfile(os.path.join(path, CONFIG_NAME)) else f"{path} holds no {CONFIG_NAME}"
     if looks_like_local_path(name):
         return f"its `name_or_path` {name!r} is not a folder on disk nor a Hub id"
     return None

@@ -18,15 +18,15 @@ from transformers import (
     TrainerCallback,
 )
 
-from .checkpoint_mixin import DoctorCheckpointMixin
+from ..doctor.model_card import write_model_card
+from ..doctor.modeling import DoctorModel
+from ..rewards.preference_data import SCORED_COLUMNS
+from ..utils.logps import completion_forward
+from .checkpoints import DoctorCheckpointMixin
 from .collator import REF_COLUMNS, TokenRewardCollator
 from .config import TFPOConfig
-from .doctor_builder import check_doctor, make_doctor, record_training_settings
-from .logprobs import completion_forward
+from .doctor_setup import check_doctor, make_doctor, record_training_settings
 from .losses import prefix_scores, subtrajectory_balance_loss, value_discrimination_loss
-from .model_card import write_model_card
-from .modeling import DoctorModel
-from .preference_data import SCORED_COLUMNS
 from .reference_logps import ReferenceLogpsMixin
 from .scored_dataset import prepare_scored_dataset
 
@@ -166,18 +166,18 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """One forward of the doctor over the 2B chosen + rejected rows, the loss of `loss_terms` and its metrics."""
         mode = "train" if self.model.training else "eval"
-        logprobs, outputs = completion_forward(model, inputs)
-        ref_logprobs = self.compute_ref_logprobs(inputs) if self.uses_reference else None
-        loss, terms = self.loss_terms(inputs, logprobs, outputs.log_values, ref_logprobs)
-        self._record_metrics(mode, terms, inputs, logprobs, outputs.log_values, ref_logprobs)
+        logps, outputs = completion_forward(model, inputs)
+        ref_logps = self.compute_ref_logps(inputs) if self.uses_reference else None
+        loss, terms = self.loss_terms(inputs, logps, outputs.log_values, ref_logps)
+        self._record_metrics(mode, terms, inputs, logps, outputs.log_values, ref_logps)
         return (loss, outputs) if return_outputs else loss
 
     def loss_terms(
         self,
         inputs: dict[str, torch.Tensor],
-        logprobs: torch.Tensor,
+        logps: torch.Tensor,
         log_values: torch.Tensor,
-        ref_logprobs: torch.Tensor | None,
+        ref_logps: torch.Tensor | None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss and its named terms (logged as `loss/<name>`): override this to train the doctor another way.
 
@@ -186,15 +186,15 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
         Args:
             inputs: the `TokenRewardCollator` batch (`completion_mask` and `token_rewards` are `(2B, T)`, chosen rows
                 first).
-            logprobs: `(2B, T)` the doctor's log pi(y_{t+1} | s_t) of each completion token.
+            logps: `(2B, T)` the doctor's log pi(y_{t+1} | s_t) of each completion token.
             log_values: `(2B, T + 1)` log V(s_t) of the states s_0..s_T.
-            ref_logprobs: `(2B, T)` the reference's log-probabilities, or None when the flow has no reference.
+            ref_logps: `(2B, T)` the reference's log-probabilities, or None when the flow has no reference.
         """
         completion_mask = inputs["completion_mask"]
         rewards = inputs["token_rewards"] * completion_mask
-        log_q = prefix_scores(rewards, completion_mask, ref_logprobs)
+        log_q = prefix_scores(rewards, completion_mask, ref_logps)
         subtb = subtrajectory_balance_loss(
-            logprobs, log_q + log_values, completion_mask, max_span=self.args.subtb_max_span
+            logps, log_q + log_values, completion_mask, max_span=self.args.subtb_max_span
         )
         pairs = completion_mask.shape[0] // 2
         aligned_mask = completion_mask[:pairs] * completion_mask[pairs:]
@@ -204,12 +204,12 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
         return subtb + self.args.lambda_value * value, {"subtb": subtb, "value": value}
 
     @torch.no_grad()
-    def _record_metrics(self, mode, terms, inputs, logprobs, log_values, ref_logprobs=None) -> None:
+    def _record_metrics(self, mode, terms, inputs, logps, log_values, ref_logps=None) -> None:
         """Append this batch's loss terms, flow statistics, reward sparsity, the doctor's summed log-probabilities
         (`logps/*`) and, with a reference, the implicit rewards log pi_d - log pi_ref (`rewards/*`, as TRL logs)."""
         mask = inputs["completion_mask"].bool()
         pairs = mask.shape[0] // 2
-        sequence_logps = torch.where(mask, logprobs, 0.0).sum(-1)
+        sequence_logps = torch.where(mask, logps, 0.0).sum(-1)
         margin = sequence_logps[:pairs] - sequence_logps[pairs:]
         state_mask = torch.nn.functional.pad(mask, (1, 0), value=True)
         metrics = {
@@ -222,8 +222,8 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
             "logps/margins": margin.mean(),
             "num_tokens": mask.sum().float(),
         }
-        if ref_logprobs is not None:
-            log_ratios = torch.where(mask, logprobs - ref_logprobs, 0.0)
+        if ref_logps is not None:
+            log_ratios = torch.where(mask, logps - ref_logps, 0.0)
             summed = log_ratios.sum(-1)
             metrics |= {
                 "rewards/chosen": log_ratios[:pairs].sum() / mask[:pairs].sum().clamp(min=1),
@@ -243,8 +243,8 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
             loss = self.compute_loss(model, inputs)
             if prediction_loss_only:
                 return loss.detach(), None, None
-            logprobs, _ = completion_forward(model, inputs)
-        sequence_logps = torch.where(inputs["completion_mask"].bool(), logprobs, 0.0).sum(-1)
+            logps, _ = completion_forward(model, inputs)
+        sequence_logps = torch.where(inputs["completion_mask"].bool(), logps, 0.0).sum(-1)
         logits = torch.stack(sequence_logps.chunk(2), dim=1)
         return loss.detach(), logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device)
 
@@ -267,7 +267,7 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
         doctor = self.accelerator.unwrap_model(self.model)
         write_model_card(
             Path(self.args.output_dir) / "README.md",
-            doctor.tfpo_config,
+            doctor.doctor_config,
             base_model=doctor.config.name_or_path or None,
             dataset_name=dataset_name,
             hyperparameters=hyperparameters,

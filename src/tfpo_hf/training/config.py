@@ -1,8 +1,7 @@
 """Stage-2 configuration: `TFPOConfig`, a `TrainingArguments` for `TFPOTrainer`.
 
 Its stage-1 fields (the patient's two faces, the reward's `theta` and `tau`, and the truncation settings) come from
-`_TokenRewardFields`, shared with `TokenRewardConfig`, in `tfpo_hf.token_reward_config`. The stage-1 names
-(`TokenRewardConfig` and its defaults) are re-exported here, their historical home.
+`_TokenRewardFields`, shared with `TokenRewardConfig`, in `tfpo_hf.rewards.config`.
 """
 
 from __future__ import annotations
@@ -14,16 +13,8 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from .config_validation import _check_choice, _check_finite, _check_int_at_least, _invalid, _is_real
-from .doctor_config import UNRECORDED_BETA  # noqa: F401  (re-exported: its historical home)
-from .token_reward_config import (  # noqa: F401  (the stage-1 names are re-exported: their historical home)
-    DEFAULT_FACE_TEMPLATE,
-    DEFAULT_NEGATIVE_SYSTEM_PROMPT,
-    DEFAULT_POSITIVE_SYSTEM_PROMPT,
-    TRUNCATION_MODES,
-    TokenRewardConfig,
-    _TokenRewardFields,
-)
+from ..rewards.config import TokenRewardConfig, _TokenRewardFields
+from ..utils.validation import _check_choice, _check_finite, _check_int_at_least, _invalid, _is_real
 
 
 DEFAULT_GUIDANCE_BETA = 2.0  # measured on the demo task's validation prompts: docs/results.md

@@ -1,4 +1,8 @@
-"""Stage 1: sparse, signed token rewards from the log-likelihood gap between the patient's two faces."""
+"""Stage 1: sparse, signed token rewards from the log-likelihood gap between the patient's two faces.
+
+The formula (`token_rewards_from_logps`) turns the two faces' log-probabilities of one completion into its token
+rewards (`TokenRewards`); `TokenRewardScorer` runs the patient as both faces over single completions or a whole
+preference dataset, and `reward_statistics` counts what a scored dataset holds."""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ from typing import Any
 import torch
 from datasets import Dataset
 from datasets.fingerprint import Hasher
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..utils.logps import position_ids_from_mask, selective_log_softmax
+from .config import TokenRewardConfig
 from .dataset_checks import check_preference_dataset
-from .fingerprint import weights_probe
-from .logprobs import position_ids_from_mask, selective_log_softmax
 from .preference_data import (
     as_explicit_example,
     cut_at_early_eos,
@@ -23,8 +28,63 @@ from .preference_data import (
     tokenize_prompt,
     truncate_pair,
 )
-from .token_reward_config import TokenRewardConfig
-from .token_rewards import ScoringStats, TokenRewards, token_rewards_from_logprobs  # noqa: F401  (re-exported)
+
+
+def token_rewards_from_logps(
+    positive_logps: torch.Tensor, negative_logps: torch.Tensor, sign: float, config: TokenRewardConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Delta, S and r of one response from its per-token log-probabilities under the two faces.
+
+    Args:
+        positive_logps, negative_logps: [T] log p_face(y_t | x_face, y_<t).
+        sign: +1 for a chosen response, -1 for a rejected one.
+
+    Returns:
+        delta [T] = |lp_pos - lp_neg|, normalized [T] = tanh(delta / ((mean delta + eps) * tau)) in [0, 1),
+        rewards [T] = sign * normalized * 1[normalized > theta].
+    """
+    delta = (positive_logps.double() - negative_logps.double()).abs()
+    if delta.numel() == 0:
+        return delta, delta.clone(), delta.clone()
+    normalized = torch.tanh(delta / ((delta.mean() + config.eps) * config.tau))
+    rewards = torch.where(normalized > config.theta, sign * normalized, torch.zeros_like(normalized))
+    return delta, normalized, rewards
+
+
+@dataclass
+class TokenRewards:
+    """Per-token rewards of one response, with the quantities they come from (all lists of length T)."""
+
+    token_ids: list[int]
+    tokens: list[str]
+    rewards: list[float]
+    delta: list[float]
+    normalized: list[float]
+
+    @property
+    def nonzero_fraction(self) -> float:
+        return sum(r != 0 for r in self.rewards) / max(len(self.rewards), 1)
+
+
+@dataclass
+class ScoringStats:
+    """Counts reported after scoring a dataset."""
+
+    examples: int = 0
+    empty_completions: int = 0
+    truncated_examples: int = 0
+    completion_tokens: int = 0
+    nonzero_rewards: int = 0
+
+    @property
+    def nonzero_fraction(self) -> float:
+        return self.nonzero_rewards / max(self.completion_tokens, 1)
+
+
+@torch.no_grad()
+def weights_probe(model: nn.Module) -> list[tuple[str, float, float]]:
+    """(name, sum, sum of squares) of every parameter: changes when any weight changes, cheap to compute and hash."""
+    return [(name, p.float().sum().item(), p.float().square().sum().item()) for name, p in model.named_parameters()]
 
 
 logger = logging.getLogger(__name__)
@@ -73,7 +133,7 @@ class TokenRewardScorer:
 
     # ------------------------------------------------------------------ log-probabilities
     @torch.inference_mode()
-    def completion_logprobs(self, sequences: list[_Sequence]) -> list[torch.Tensor]:
+    def completion_logps(self, sequences: list[_Sequence]) -> list[torch.Tensor]:
         """log p(y_t | prompt, y_<t) [T_i] (float32, CPU) for every response, in the order given.
 
         Sequences are sorted by length and run `config.batch_size` at a time, left-padded so every response
@@ -109,14 +169,14 @@ class TokenRewardScorer:
                 logits_to_keep=completion_width + 1,
                 use_cache=False,
             ).logits[:, :-1]
-            logprobs = selective_log_softmax(logits, targets.to(device)).cpu()
+            logps = selective_log_softmax(logits, targets.to(device)).cpu()
             for row, (index, length) in enumerate(zip(chunk, completion_lengths)):
-                results[index] = logprobs[row, completion_width - length :]
-        for sequence, logprobs in zip(sequences, results):
-            bad = (~torch.isfinite(logprobs)).nonzero()
+                results[index] = logps[row, completion_width - length :]
+        for sequence, logps in zip(sequences, results):
+            bad = (~torch.isfinite(logps)).nonzero()
             if len(bad):
                 raise ValueError(
-                    f"The patient gave a non-finite log-probability ({logprobs[bad[0, 0]].item()}) at response "
+                    f"The patient gave a non-finite log-probability ({logps[bad[0, 0]].item()}) at response "
                     f"token {bad[0, 0].item()} of {sequence.where}. Check the patient's weights and dtype "
                     "(float16 overflows; use float32 or bfloat16)."
                 )
@@ -138,9 +198,7 @@ class TokenRewardScorer:
         response gets zero rewards."""
         eos = self.tokenizer.eos_token_id
         scored = completion_ids.index(eos) + 1 if eos in completion_ids else len(completion_ids)
-        delta, normalized, rewards = token_rewards_from_logprobs(
-            positive[:scored], negative[:scored], sign, self.config
-        )
+        delta, normalized, rewards = token_rewards_from_logps(positive[:scored], negative[:scored], sign, self.config)
         if is_empty:
             rewards = torch.zeros_like(rewards)
         padding = (0, len(completion_ids) - scored)
@@ -165,7 +223,7 @@ class TokenRewardScorer:
             self.config.max_prompt_length,
             self.config.truncation_mode,
         )
-        positive, negative = self.completion_logprobs(self._face_sequences(texts, completion_ids, "the response"))
+        positive, negative = self.completion_logps(self._face_sequences(texts, completion_ids, "the response"))
         delta, normalized, rewards = self._rewards(
             completion_ids, positive, negative, 1.0 if chosen else -1.0, texts.is_empty
         )
@@ -214,11 +272,11 @@ class TokenRewardScorer:
             for texts, ids, name in ((chosen, chosen_ids, "chosen"), (rejected, rejected_ids, "rejected")):
                 sequences += self._face_sequences(texts, ids, f"example {index} ({name} response)")
                 responses.append((ids, texts.is_empty))
-        logprobs = self.completion_logprobs(sequences)
+        logps = self.completion_logps(sequences)
         rewards_by_completion = []
         for response, (ids, is_empty) in enumerate(responses):
             sign = 1.0 if response % 2 == 0 else -1.0
-            _, _, rewards = self._rewards(ids, logprobs[2 * response], logprobs[2 * response + 1], sign, is_empty)
+            _, _, rewards = self._rewards(ids, logps[2 * response], logps[2 * response + 1], sign, is_empty)
             rewards_by_completion.append(rewards.float().tolist())
         columns["chosen_token_rewards"] = rewards_by_completion[0::2]
         columns["rejected_token_rewards"] = rewards_by_completion[1::2]

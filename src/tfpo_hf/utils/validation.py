@@ -1,7 +1,7 @@
 """Validation helpers shared by `TokenRewardConfig` and `TFPOConfig`: every message names the field, the value and
 what to do instead.
 
-Standard library only, so stage 1 (`tfpo_hf.token_reward_config`) can use them without importing transformers.
+Standard library only, so stage 1 (`tfpo_hf.rewards.config`) can use them without importing transformers.
 """
 
 from __future__ import annotations

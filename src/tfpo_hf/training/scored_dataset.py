@@ -10,10 +10,10 @@ from accelerate import PartialState
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..rewards.dataset_checks import check_preference_dataset, check_scored_dataset
+from ..rewards.preference_data import SCORED_COLUMNS, truncate_pair
+from ..rewards.scorer import TokenRewardScorer
 from .config import TFPOConfig
-from .dataset_checks import check_preference_dataset, check_scored_dataset
-from .preference_data import SCORED_COLUMNS, truncate_pair
-from .rewards import TokenRewardScorer
 
 
 def validate_scored_example(example: dict[str, Any], index: int, args: TFPOConfig) -> dict[str, Any]:

@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import LogitsProcessor
 
-from .doctor_config import DoctorConfig
-from .guidance_sources import (
+from ..doctor.config import DoctorConfig
+from ..utils.hub import hub_kwargs_of
+from ..utils.logps import log_softmax_keeping_masked
+from .cached_forward import IncrementalForward, Stream
+from .loading import (
     BASE,
     PATIENT,
     check_vocabulary,
@@ -21,9 +24,6 @@ from .guidance_sources import (
     resolve_references,
     saved_tokenizer,
 )
-from .hub_files import hub_kwargs_of
-from .incremental import IncrementalForward, Stream
-from .logprobs import log_softmax_keeping_masked
 
 
 if TYPE_CHECKING:
@@ -47,11 +47,11 @@ class DoctorLogitsProcessor(LogitsProcessor):
       `alpha - beta` on the patient.
     - `"initial"`: the weights the doctor started from, whatever the patient: a LoRA doctor's base (its adapter
       disabled: one more cached forward of the same weights, also accepted as `"base"`), or for a full-weight doctor
-      the model its `tfpo_config.json` names (`reference_name_or_path`, cut to `reference_num_layers`). Use it to
+      the model its `doctor_config.json` names (`initial_name_or_path`, cut to `initial_num_layers`). Use it to
       guide a patient other than the one the doctor was a copy of (weak-to-strong).
     - a model, or a path / Hub id: any causal LM sharing the vocabulary.
 
-    Weights and references not given are read from each doctor's `tfpo_config.json` (`TFPOTrainer` records ratio
+    Weights and references not given are read from each doctor's `doctor_config.json` (`TFPOTrainer` records ratio
     guidance, `"patient"` or `"initial"`, and the measured default beta there); a doctor that records none is mixed
     in with `beta = 0.5`, `alpha = 1` (as before references existed).
 
@@ -65,7 +65,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
     weight of 0 removes its model from the mix exactly (a `-inf` of that model included); a `-inf` from a model with a
     non-zero weight makes the token impossible.
 
-    Each doctor and each model reference runs with its own [`DynamicCache`] (see `tfpo_hf.incremental`): the prompt
+    Each doctor and each model reference runs with its own [`DynamicCache`] (see `tfpo_hf.guidance.cached_forward`): the prompt
     is prefilled once (`logits_to_keep=1`), then every call feeds it exactly one new token per row, following beam
     reorders, batch expansion (`num_return_sequences`) and left padding. Pass the prompts' attention mask (to the
     constructor or [`~DoctorLogitsProcessor.set_attention_mask`]) when a prompt may start with the pad token. A call
@@ -83,7 +83,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
         doctors (`PreTrainedModel`, `str`, or a list of them):
             Causal LM(s), local path(s) or Hub id(s) of doctor checkpoints (loaded with
             `AutoModelForCausalLM.from_pretrained(..., **from_pretrained_kwargs)`). A `DoctorModel` contributes its
-            causal LM and its `tfpo_config`.
+            causal LM and its `doctor_config`.
         betas (`float` or `list[float]`, *optional*):
             Weight of each doctor's term; one number is used for every doctor. Defaults to each doctor's recorded
             `beta` (0.5 when it records none).
@@ -157,7 +157,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
                 source, hub_lookup = str(source), True
             else:
                 doctor = getattr(source, "pretrained_model", source)
-                recorded.append(DoctorConfig.from_dict(getattr(source, "tfpo_config", None)))
+                recorded.append(DoctorConfig.from_dict(getattr(source, "doctor_config", None)))
                 source, hub_lookup = str(getattr(doctor, "name_or_path", "")), False
             if tokenizer is not None:
                 check_vocabulary(doctor, tokenizer, saved_tokenizer(source, hub_lookup, from_pretrained_kwargs))
@@ -204,7 +204,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
                 streams.append(Stream(reference))
         return streams
 
-    def _logprobs(
+    def _logps(
         self, logits: torch.Tensor, vocab_size: int, index: int, input_ids: torch.LongTensor, role: str = "doctor"
     ) -> torch.Tensor:
         """log-softmax `(batch_size, <= vocab_size)` of one stream's next-token logits, refusing NaN and +inf (they
@@ -232,29 +232,29 @@ class DoctorLogitsProcessor(LogitsProcessor):
         """
         if self.alpha == 1 and not self.normalize and all(beta == 0 for beta in self.betas):
             return scores
-        patient_logprobs = log_softmax_keeping_masked(scores)
-        mixed = self.alpha * patient_logprobs if self.alpha != 0 else torch.zeros_like(scores)
+        patient_logps = log_softmax_keeping_masked(scores)
+        mixed = self.alpha * patient_logps if self.alpha != 0 else torch.zeros_like(scores)
         uses_patient = self.alpha != 0 or any(
             beta != 0 and reference == PATIENT for beta, reference in zip(self.betas, self.references)
         )
-        impossible = torch.isneginf(patient_logprobs) if uses_patient else torch.zeros_like(scores, dtype=torch.bool)
+        impossible = torch.isneginf(patient_logps) if uses_patient else torch.zeros_like(scores, dtype=torch.bool)
         streams = self._streams()
         logits = iter(self._forward(streams, input_ids.to(scores.device), scores.device) if streams else [])
         vocab_size = scores.shape[-1]
         for index, (beta, reference) in enumerate(zip(self.betas, self.references)):
             if beta == 0:
                 continue
-            term = self._logprobs(next(logits), vocab_size, index, input_ids).to(scores.dtype)
+            term = self._logps(next(logits), vocab_size, index, input_ids).to(scores.dtype)
             impossible[:, : term.shape[-1]] |= torch.isneginf(term)
             if reference is not None:
-                reference_logprobs = (
-                    patient_logprobs
+                reference_logps = (
+                    patient_logps
                     if reference == PATIENT
-                    else self._logprobs(next(logits), vocab_size, index, input_ids, "reference").to(scores.dtype)
+                    else self._logps(next(logits), vocab_size, index, input_ids, "reference").to(scores.dtype)
                 )
-                width = min(term.shape[-1], reference_logprobs.shape[-1])
-                impossible[:, :width] |= torch.isneginf(reference_logprobs[:, :width])
-                term = term[:, :width] - reference_logprobs[:, :width]
+                width = min(term.shape[-1], reference_logps.shape[-1])
+                impossible[:, :width] |= torch.isneginf(reference_logps[:, :width])
+                term = term[:, :width] - reference_logps[:, :width]
             mixed[:, : term.shape[-1]] += beta * term
             impossible[:, term.shape[-1] :] = True
         # Overwrites the +-inf and NaN that weighted -inf entries leave behind (negative weights, inf - inf).

@@ -15,7 +15,7 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .doctor_config import UNRECORDED_BETA
+from .config import UNRECORDED_BETA
 
 
 TEMPLATE = "templates/doctor_card.md"
@@ -47,24 +47,24 @@ FRAMEWORKS = (
 UNKNOWN_PATIENT = "the patient it was trained for"
 
 
-def _as_dict(tfpo_config: Any) -> dict[str, Any]:
+def _as_dict(doctor_config: Any) -> dict[str, Any]:
     """The saved settings as a plain dict: a dict as is, an object with `to_dict()` (a `DoctorConfig`) converted."""
-    if tfpo_config is None:
+    if doctor_config is None:
         return {}
-    if hasattr(tfpo_config, "to_dict"):
-        return dict(tfpo_config.to_dict())
-    return dict(tfpo_config)
+    if hasattr(doctor_config, "to_dict"):
+        return dict(doctor_config.to_dict())
+    return dict(doctor_config)
 
 
-def guidance_sentence(tfpo_config: dict[str, Any] | Any) -> str:
+def guidance_sentence(doctor_config: dict[str, Any] | Any) -> str:
     """How the processor decodes with this doctor when a call gives no weights."""
-    tfpo_config = _as_dict(tfpo_config)
-    beta, alpha = tfpo_config.get("beta", UNRECORDED_BETA), tfpo_config.get("alpha", 1.0)
-    if tfpo_config.get("guidance") != "ratio":
+    doctor_config = _as_dict(doctor_config)
+    beta, alpha = doctor_config.get("beta", UNRECORDED_BETA), doctor_config.get("alpha", 1.0)
+    if doctor_config.get("guidance") != "ratio":
         return f"Decoding mixes log-probabilities: {alpha:g} * log p_patient + {beta:g} * log p_doctor."
     reference = (
         "the patient itself (the doctor is a copy of it, so this costs no extra forward)"
-        if tfpo_config.get("guidance_reference") == "patient"
+        if doctor_config.get("guidance_reference") == "patient"
         else "the weights the doctor started from"
     )
     return (
@@ -104,14 +104,14 @@ def _format_metric(value: Any) -> str:
 
 
 def build_model_card(
-    tfpo_config: dict[str, Any] | Any,
+    doctor_config: dict[str, Any] | Any,
     base_model: str | None = None,
     dataset_name: str | None = None,
     hyperparameters: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
 ) -> ModelCard:
     """The doctor's card as a `huggingface_hub.ModelCard` (see `write_model_card`)."""
-    config = _as_dict(tfpo_config)
+    config = _as_dict(doctor_config)
     base_model = _hub_id(base_model)
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
@@ -144,7 +144,7 @@ def build_model_card(
 
 def write_model_card(
     path: str | Path,
-    tfpo_config: dict[str, Any] | Any,
+    doctor_config: dict[str, Any] | Any,
     base_model: str | None = None,
     dataset_name: str | None = None,
     hyperparameters: dict[str, Any] | None = None,
@@ -152,8 +152,8 @@ def write_model_card(
 ) -> None:
     """Write `README.md` for a doctor: YAML metadata (`library_name: tfpo-hf`, tags, base model, datasets) and a body.
 
-    `tfpo_config` is the dict saved as `tfpo_config.json`, or an object with `to_dict()`. `base_model` goes into the
+    `doctor_config` is the dict saved as `doctor_config.json`, or an object with `to_dict()`. `base_model` goes into the
     metadata only when it can be a Hub id (a local folder is left out, as TRL does). The card is rendered in full
     before the file is opened, so a rendering error leaves no partial file.
     """
-    build_model_card(tfpo_config, base_model, dataset_name, hyperparameters, metrics).save(path)
+    build_model_card(doctor_config, base_model, dataset_name, hyperparameters, metrics).save(path)
