@@ -9,7 +9,7 @@ LOWEST_BIN := $(LOWEST_VENV)/bin
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
 LOWEST_CONSTRAINTS := constraints/lowest.txt
 
-.PHONY: install versions demo test test-fast test-lowest check-lowest-floors lint bench docs clean
+.PHONY: install versions demo test test-fast test-lowest check-lowest-floors lint bench bench-smoke docs clean
 # The libraries whose versions decide what works: printed before each test run (no lock file: CI resolves the newest).
 SHOW_VERSIONS = pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|safetensors|huggingface.hub) '
 
@@ -68,12 +68,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 
+# The benchmarks at their real sizes on the embedded SmolLM2 patient (tens of minutes on a 2-core CPU).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_subtb.py --skip-reference-above 256  # the T=1024 loop takes minutes and ~9 GB
 	$(BIN)/python benchmarks/bench_rewards.py
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_import.py
+
+# Every benchmark with a --smoke flag, on tiny random models (seconds each); `make test` runs the same test.
+bench-smoke: $(STAMP)
+	$(BIN)/python -m pytest -q tests/benchmarks
 
 docs: $(STAMP)
 	$(BIN)/python -m mkdocs build --strict --site-dir site

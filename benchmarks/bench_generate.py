@@ -2,11 +2,14 @@
 
 All variants run side by side in one process on the same patient, prompts (chat template, left padded) and number of
 new tokens (greedy, `min_new_tokens = max_new_tokens`), interleaved over `--repeats` rounds; times are min and median.
+As a user would, every timed `generate` call gets a processor built for it (with that call's attention mask); the
+construction is outside the timed region and printed apart (`build ms`, the minimum over the calls).
 
 The target for a guided run is `(1 + doctor step / patient step) * plain time + 10%`, where a step is one incremental
 decode forward with a KV cache over the prompt batch, timed alone for each model: guidance should cost one doctor
-forward per token and little else. The no-cache reference processor (tests/reference_guidance.py, re-running the
-doctor over the whole prefix at every token) generates only `--reference-tokens` tokens: its cost grows with length.
+forward per token and little else. The no-cache reference processor (tests/helpers/reference_guidance.py,
+re-running the doctor over the whole prefix at every token) generates only `--reference-tokens` tokens: its cost
+grows with length.
 
 Ratio guidance with a LoRA copy of the patient (r = 16 on every linear layer, random adapter weights) is timed two
 ways: against the patient as reference (`references="patient"`: no forward beyond the doctor's) and against the
@@ -15,7 +18,7 @@ second cached forward of the same weights).
 
     python benchmarks/bench_generate.py                 # SmolLM2-135M-Instruct (load_default_patient), fp32
     python benchmarks/bench_generate.py --bf16 --max-new-tokens 64
-    python benchmarks/bench_generate.py --tiny          # tiny random models, a smoke run
+    python benchmarks/bench_generate.py --smoke         # tiny random models, batch 2, 4 new tokens: seconds
 
 The last table compares the fused path (`tfpo_hf.guidance.guided_model.GuidedModel`: patient rows and LoRA-doctor rows in one
 forward over the shared weights) with the processor on the same LoRA doctor, at several batch sizes: time as a
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import inspect
 import statistics
 import sys
@@ -36,9 +40,8 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference_guidance import ReferenceGuidanceProcessor  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.helpers
+from tests.helpers.reference_guidance import ReferenceGuidanceProcessor  # noqa: E402
 from tfpo_hf.doctor.modeling import truncated_causal_lm  # noqa: E402
 from tfpo_hf.guidance.logits_process import DoctorLogitsProcessor  # noqa: E402
 
@@ -53,11 +56,22 @@ PROMPTS = [
     "Suggest a name for a small coffee shop.",
     "What does a compiler do?",
 ]
+# --smoke: the tiny random models of tfpo_hf.testing and these sizes (explicit flags still win over them).
+SMOKE = {
+    "batch_size": 2,
+    "max_new_tokens": 4,
+    "reference_tokens": 2,
+    "repeats": 1,
+    "fused_batch_sizes": [1, 2],
+    "threads": 1,
+}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="tiny random models instead of SmolLM2 (smoke run)")
+    parser.add_argument(
+        "--smoke", action="store_true", help=f"a run of seconds on tiny random models, what the tests run: {SMOKE}"
+    )
     parser.add_argument("--patient", default=None, help="local model folder instead of the embedded SmolLM2")
     parser.add_argument(
         "--random-weights",
@@ -79,7 +93,11 @@ def parse_args() -> argparse.Namespace:
         default=[1, 4, 16],
         help="batch sizes of the fused-path table (GuidedModel against the processor); none skips it",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+    return args
 
 
 def synchronize(device: torch.device) -> None:
@@ -88,7 +106,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def load_models(args, dtype):
-    if args.tiny:
+    if args.smoke:
         from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
         patient, tokenizer = tiny_causal_lm(hidden_size=64, num_hidden_layers=8).to(dtype), tiny_tokenizer()
@@ -110,9 +128,25 @@ def load_models(args, dtype):
     return patient, tokenizer
 
 
+def no_processor(attention_mask) -> None:
+    """The processor factory of plain `generate()`."""
+    return None
+
+
+def build_processor(make_processor, inputs, build_times: list | None = None):
+    """A processor for one `generate` call over `inputs`, built as a user would (fresh, with that call's attention
+    mask); the seconds it took are appended to `build_times` when given."""
+    start = time.perf_counter()
+    processor = make_processor(attention_mask=inputs["attention_mask"])
+    if build_times is not None:
+        build_times.append(time.perf_counter() - start)
+    return processor
+
+
 def time_generate(patient, inputs, processor, new_tokens: int, device, tokens: list | None = None) -> float:
-    """Seconds of one greedy `generate` of exactly `new_tokens` tokens; `patient` may be a `GuidedModel`. The new
-    tokens are appended to `tokens` when given."""
+    """Seconds of one greedy `generate` of exactly `new_tokens` tokens; `patient` may be a `GuidedModel`; `processor`
+    serves this one call (built by the caller, outside the clock). The new tokens are appended to `tokens` when
+    given."""
     kwargs = {"logits_processor": LogitsProcessorList([processor])} if processor is not None else {}
     synchronize(device)
     start = time.perf_counter()
@@ -200,15 +234,14 @@ def fused_table(args, patient, tokenizer, lora_doctor, device) -> None:
     print("-" * len(header))
     for batch_size in args.fused_batch_sizes:
         inputs = encode_prompts(tokenizer, batch_size, device)
-        processor = DoctorLogitsProcessor(
-            lora_doctor, betas=args.beta, references="patient", attention_mask=inputs["attention_mask"]
-        )
-        runs = {"plain": (patient, None), "processor": (patient, processor), "fused": (guided, None)}
+        processor = functools.partial(DoctorLogitsProcessor, lora_doctor, betas=args.beta, references="patient")
+        runs = {"plain": (patient, no_processor), "processor": (patient, processor), "fused": (guided, no_processor)}
         times, tokens = {name: [] for name in runs}, {name: [] for name in runs}
-        for model, proc in runs.values():  # warm-up
-            time_generate(model, inputs, proc, 2, device)
+        for model, make_processor in runs.values():  # warm-up
+            time_generate(model, inputs, build_processor(make_processor, inputs), 2, device)
         for _ in range(args.repeats):
-            for name, (model, proc) in runs.items():
+            for name, (model, make_processor) in runs.items():
+                proc = build_processor(make_processor, inputs)
                 times[name].append(time_generate(model, inputs, proc, args.max_new_tokens, device, tokens[name]))
         plain = min(times["plain"])
         differing = (tokens["fused"][0] != tokens["processor"][0]).float().mean().item()
@@ -235,47 +268,52 @@ def main() -> None:
     }
 
     inputs = encode_prompts(tokenizer, args.batch_size, device)
-    mask = inputs["attention_mask"]
 
-    variants = {"plain": (None, args.max_new_tokens)}
+    # Each variant: a factory of the processor of one generate call (given that call's attention mask), new tokens.
+    variants = {"plain": (no_processor, args.max_new_tokens)}
     for name, doctor in doctors.items():
-        processor = DoctorLogitsProcessor(doctor, betas=args.beta, tokenizer=tokenizer, attention_mask=mask)
+        processor = functools.partial(DoctorLogitsProcessor, doctor, betas=args.beta, tokenizer=tokenizer)
         variants[f"guided, doctor {name}"] = (processor, args.max_new_tokens)
     lora_doctor = lora_copy(patient)
     for reference_kind in ("patient", "base"):
-        processor = DoctorLogitsProcessor(
-            lora_doctor, betas=args.beta, tokenizer=tokenizer, attention_mask=mask, references=reference_kind
+        processor = functools.partial(
+            DoctorLogitsProcessor, lora_doctor, betas=args.beta, tokenizer=tokenizer, references=reference_kind
         )
         variants[f"ratio, LoRA doctor, reference {reference_kind}"] = (processor, args.max_new_tokens)
-    reference = ReferenceGuidanceProcessor([doctors["same size"]], [args.beta], attention_mask=mask)
+    reference = functools.partial(ReferenceGuidanceProcessor, [doctors["same size"]], [args.beta])
     variants["no-cache reference, doctor same size"] = (reference, args.reference_tokens)
 
-    times = {name: [] for name in variants}
-    for processor, new_tokens in variants.values():  # warm-up
-        time_generate(patient, inputs, processor, min(new_tokens, 4), device)
+    times, build_times = {name: [] for name in variants}, {name: [] for name in variants}
+    for make_processor, new_tokens in variants.values():  # warm-up
+        time_generate(patient, inputs, build_processor(make_processor, inputs), min(new_tokens, 4), device)
     for _ in range(args.repeats):
-        for name, (processor, new_tokens) in variants.items():
+        for name, (make_processor, new_tokens) in variants.items():
+            processor = build_processor(make_processor, inputs, build_times[name])
             times[name].append(time_generate(patient, inputs, processor, new_tokens, device))
 
     patient_step = decode_step_time(patient, inputs, device)
     step_ratio = {name: decode_step_time(doctor, inputs, device) / patient_step for name, doctor in doctors.items()}
     lora_step_ratio = decode_step_time(lora_doctor, inputs, device) / patient_step
 
-    model_name = "tiny random Llama" if args.tiny else "SmolLM2-135M-Instruct"
+    model_name = "tiny random Llama" if args.smoke else args.patient or "SmolLM2-135M-Instruct"
+    model_name += " (random weights)" if args.patient and args.random_weights else ""
     print(
         f"patient {model_name} ({num_layers} layers), {dtype}, device {device}, threads {torch.get_num_threads()}, "
         f"batch {args.batch_size}, prompt length {inputs['input_ids'].shape[1]} (left padded), greedy, "
         f"beta {args.beta}, repeats {args.repeats}"
     )
     plain_time = min(times["plain"])
-    header = f"{'variant':44s} {'tokens':>6s} {'min s':>8s} {'median s':>9s} {'tok/s':>8s} {'x plain':>8s}"
+    header = (
+        f"{'variant':44s} {'tokens':>6s} {'min s':>8s} {'median s':>9s} {'tok/s':>8s} {'x plain':>8s} {'build ms':>9s}"
+    )
     print(header)
     print("-" * len(header))
     for name, (_, new_tokens) in variants.items():
         best, median = min(times[name]), statistics.median(times[name])
         tokens = new_tokens * args.batch_size
         per_token_ratio = (best / new_tokens) / (plain_time / args.max_new_tokens)
-        print(f"{name:44s} {tokens:6d} {best:8.3f} {median:9.3f} {tokens / best:8.1f} {per_token_ratio:8.2f}")
+        row = f"{name:44s} {tokens:6d} {best:8.3f} {median:9.3f} {tokens / best:8.1f} {per_token_ratio:8.2f}"
+        print(row if name == "plain" else f"{row} {min(build_times[name]) * 1e3:9.2f}")
     print()
     print(f"one decode step with a KV cache: patient {patient_step * 1e3:.2f} ms")
     for name in doctors:

@@ -12,6 +12,7 @@ bare interpreter (`pass`), and the floor any decoding user pays (torch and the t
 `logits_process` subclasses), so lazy - floor is what tfpo_hf itself still adds.
 
     python benchmarks/bench_import.py [--runs 5]
+    python benchmarks/bench_import.py --smoke    # one run of each, no warm-up: seconds
 """
 
 from __future__ import annotations
@@ -42,9 +43,15 @@ def time_once(code: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh subprocesses per variant (default 5)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a run of seconds, what the tests run: --runs 1 and no untimed warm-up"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(runs=1)
+        args = parser.parse_args()
 
-    for code in VARIANTS.values():  # warm the OS file cache and __pycache__ once, untimed
+    for code in VARIANTS.values() if not args.smoke else ():  # warm the OS file cache and __pycache__ once, untimed
         time_once(code)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for _ in range(args.runs):
@@ -52,9 +59,9 @@ def main() -> None:
             times[name].append(time_once(code))
 
     print(f"import wall time, {args.runs} fresh subprocesses each ({sys.executable})")
-    print(f"{'variant':<40} {'median s':>9} {'min s':>7}")
+    print(f"{'variant':<46} {'median s':>9} {'min s':>7}")
     for name, values in times.items():
-        print(f"{name:<40} {statistics.median(values):>9.3f} {min(values):>7.3f}")
+        print(f"{name:<46} {statistics.median(values):>9.3f} {min(values):>7.3f}")
     floor, lazy, eager = (statistics.median(times[name]) for name in list(VARIANTS)[1:])
     print(f"eager / lazy (medians): {eager / lazy:.2f}x; lazy saves {eager - lazy:.3f} s per process")
     print(f"lazy - floor (what tfpo_hf adds on top of torch + transformers' LogitsProcessor): {lazy - floor:.3f} s")

@@ -13,7 +13,8 @@ it can beat that only through what it saves (length sorting, LM head over respon
 Both variants run side by side in one process, `--repeats` times; minimum and median are printed.
 Also prints the fraction of non-zero rewards, overall and for the first examples.
 
-    python benchmarks/bench_rewards.py [--n 32] [--dtype float32|bfloat16] [--threads 2] [--repeats 3] [--tiny]
+    python benchmarks/bench_rewards.py [--n 32] [--dtype float32|bfloat16] [--threads 2] [--repeats 3]
+    python benchmarks/bench_rewards.py --smoke   # the tiny random test models, 4 pairs, 2 repeats, 1 thread: seconds
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ QUESTIONS = [
 ]
 
 
+# --smoke: the tiny random models of tfpo_hf.testing and these sizes (explicit flags still win over them).
+SMOKE = {"n": 4, "repeats": 2, "batch_size": 4, "show": 2, "threads": 1}
+
+
 def synthetic_dataset(n: int, seed: int = 0) -> Dataset:
     """`n` conversational preference pairs: a question (plus some context) and two answers of varied length."""
     rng = random.Random(seed)
@@ -129,15 +134,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward, both variants")
     parser.add_argument("--theta", type=float, default=TokenRewardConfig.theta)
     parser.add_argument("--show", type=int, default=4, help="examples whose sparsity is printed")
-    parser.add_argument("--tiny", action="store_true", help="smoke run on the tiny random test models")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"a run of seconds on the tiny random test models, what the tests run: {SMOKE}",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     disable_progress_bars()
     logging.basicConfig(level=logging.WARNING)
     dtype = getattr(torch, args.dtype)
-    if args.tiny:
+    if args.smoke:
         from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
         patient, tokenizer, name = tiny_causal_lm(hidden_size=64).to(dtype), tiny_tokenizer(), "tiny random Llama"

@@ -6,6 +6,7 @@ differences of the loss and of the gradients. The reference is slow (O(T^2) auto
 sequence, about 20 s and 1.5 GB at B=8, T=256), so it runs only `--reference-repeats` times.
 
     python benchmarks/bench_subtb.py [--shapes 8x256 8x1024] [--threads 1] [--skip-reference-above T]
+    python benchmarks/bench_subtb.py --smoke     # shapes 2x16 and 2x32, 3 repeats, the reference at T=16 only
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ import torch
 from tfpo_hf.training.losses import subtrajectory_balance_loss
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reference_losses import subtrajectory_balance_loss_reference  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.helpers
+from tests.helpers.reference_losses import subtrajectory_balance_loss_reference  # noqa: E402
+
+
+# --smoke: seconds-long, every printed line still printed (explicit flags still win over these).
+SMOKE = {"shapes": ["2x16", "2x32"], "repeats": 3, "skip_reference_above": 16}
 
 
 def make_inputs(batch_size: int, num_steps: int, dtype: torch.dtype, seed: int):
@@ -75,7 +80,11 @@ def main() -> None:
         help="time only the closed form when T is above this",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help=f"a run of seconds, what the tests run: {SMOKE}")
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)

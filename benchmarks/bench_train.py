@@ -7,7 +7,7 @@ log-probabilities (one no-grad pass over the data, in the constructor) and DPO's
 are both inside the clock.
 
     python benchmarks/bench_train.py                 # a 4-layer truncated SmolLM2 (embedded default)
-    python benchmarks/bench_train.py --model tiny    # tiny random Llama, for a smoke run
+    python benchmarks/bench_train.py --smoke         # tiny random Llama, 4 pairs, one repeat: seconds
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ WORDS = (
     "the a river light morning quiet garden stone friendly clear answer question simple careful detailed "
     "warm cold help explain because often never always small large city history music science water"
 ).split()
+# --smoke: a tiny random Llama (tfpo_hf.testing) and these sizes (explicit flags still win over them).
+SMOKE = {"layers": 2, "pairs": 4, "batch_size": 2, "repeats": 1, "threads": 1}
 
 
 def make_pairs(count: int, seed: int) -> list[dict]:
@@ -50,7 +52,7 @@ def make_pairs(count: int, seed: int) -> list[dict]:
 
 
 def load_model_and_tokenizer(args: argparse.Namespace):
-    if args.model == "tiny":
+    if args.smoke:
         from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
         return tiny_causal_lm(hidden_size=64, num_hidden_layers=args.layers, logit_scale=1.0), tiny_tokenizer()
@@ -125,7 +127,6 @@ def time_dpo(model, tokenizer, pairs: Dataset, args: argparse.Namespace, output_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
     parser.add_argument("--layers", type=int, default=4, help="decoder layers kept (truncated SmolLM2 / tiny depth)")
     parser.add_argument("--pairs", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -136,16 +137,24 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision for both trainers")
     parser.add_argument("--patient", default=None, help="local model folder instead of the embedded SmolLM2")
     parser.add_argument("--random-weights", action="store_true", help="with --patient: random weights, same cost")
+    parser.add_argument(
+        "--smoke", action="store_true", help=f"a run of seconds on a tiny random Llama, what the tests run: {SMOKE}"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
     model, tokenizer = load_model_and_tokenizer(args)
+    model_name = "tiny random Llama" if args.smoke else f"{args.patient or 'SmolLM2-135M-Instruct'}, truncated"
+    model_name += ", random weights" if args.patient and args.random_weights else ""
     pairs = Dataset.from_list(make_pairs(args.pairs, seed=0))
     scored = scored_copy(pairs, model, tokenizer, args.max_length)
     tokens = count_tokens(scored)
     print(
-        f"model: {args.model} ({args.layers} layers, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
+        f"model: {model_name} ({args.layers} layers, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params), "
         f"{args.pairs} pairs, batch {args.batch_size}, {tokens} tokens per epoch, device {args.device}, "
         f"{'bf16' if args.bf16 else 'fp32'}, {args.threads} threads"
     )

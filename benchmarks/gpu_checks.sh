@@ -9,7 +9,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, transformers, trl, datasets; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__)"
 echo "== CPU unit tests on this machine's transformers (trainer, losses)"
-timeout 150 python3 -m pytest tests/test_trainer.py tests/test_losses.py -q -x -p no:cacheprovider 2>&1 | tail -3
+timeout 150 python3 -m pytest tests/training/test_trainer.py tests/training/test_losses.py -q -x -p no:cacheprovider 2>&1 | tail -3
 for precision in "" "--bf16"; do
   echo "== guided generation on CUDA ${precision:-fp32}"
   timeout 120 python3 benchmarks/bench_generate.py --patient gpu_assets/smollm2 --random-weights --device cuda \

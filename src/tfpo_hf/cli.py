@@ -16,10 +16,10 @@ import importlib
 import sys
 
 from .scripts import SCRIPTS
-from .scripts.arguments import rename_deprecated_flags
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parse the subcommand, then hand the other arguments to its script's parser and `main`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="tfpo-hf",
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     name = parser.parse_args(argv[:1]).subcommand
     script = importlib.import_module(f"tfpo_hf.scripts.{name}")
-    arguments = script.make_parser(prog=f"tfpo-hf {name}").parse_args_and_config(rename_deprecated_flags(argv[1:]))
+    arguments = script.make_parser(prog=f"tfpo-hf {name}").parse_args_and_config(argv[1:])
     script.main(*arguments)
 
 

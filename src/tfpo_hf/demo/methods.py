@@ -16,14 +16,9 @@ from .doctors import DPO, GENARM
 
 
 if TYPE_CHECKING:
-    from .pipeline import DemoArguments
+    from .context import DemoContext
 
 UNGUIDED = "patient (sampling)"
-
-
-def sampling_settings(args: DemoArguments) -> dict:
-    """The `generate` keywords of every sampled method."""
-    return dict(do_sample=True, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
 
 
 def memoized(generate):
@@ -39,36 +34,32 @@ def memoized(generate):
     return cached
 
 
-def unguided_method(patient: PreTrainedModel, tokenizer, sampling: dict) -> Method:
+def unguided_method(context: DemoContext) -> Method:
     """Sampling from the patient alone: the baseline of every win rate."""
-    return Method(UNGUIDED, memoized(patient_generate_fn(patient, tokenizer, batch_size=8, **sampling)))
+    generate = patient_generate_fn(context.patient, context.tokenizer, batch_size=8, **context.sampling)
+    return Method(UNGUIDED, memoized(generate))
 
 
-def guided_method(name: str, doctor: DoctorModel, beta: float, patient, tokenizer, sampling: dict, family: str = ""):
+def guided_method(context: DemoContext, name: str, doctor: DoctorModel, beta: float, family: str = "") -> Method:
     """Sampling from the patient guided by `doctor` at `beta`, with the doctor's recorded guidance (ratio or mix)."""
+    patient, tokenizer = context.patient, context.tokenizer
     factory = lambda: DoctorLogitsProcessor(doctor, betas=beta, tokenizer=tokenizer)  # noqa: E731
-    generate = patient_generate_fn(patient, tokenizer, batch_size=8, processor_factory=factory, **sampling)
+    generate = patient_generate_fn(patient, tokenizer, batch_size=8, processor_factory=factory, **context.sampling)
     return Method(name, generate, family=family, beta=beta)
 
 
 def choose_betas(
-    doctors: dict[str, DoctorModel],
-    unguided: Method,
-    patient,
-    tokenizer,
-    prompts,
-    judge,
-    args: DemoArguments,
-    sampling: dict,
-) -> tuple[dict[str, float], list]:
-    """Each doctor family's best beta of `args.betas` by mean judge score on the validation prompts (first seed);
-    returns the choices and every validation result (for the report)."""
+    context: DemoContext, doctors: dict[str, DoctorModel], unguided: Method, prompts: list
+) -> tuple[dict[str, float], list[MethodResult]]:
+    """Each doctor family's best beta of `args.baseline_betas` by mean judge score on the validation `prompts` (first
+    seed); returns the choices and every validation result (for the report)."""
+    args = context.args
     methods = [unguided] + [
-        guided_method(f"{family} beta={beta:g}", doctor, beta, patient, tokenizer, sampling, family=family)
+        guided_method(context, f"{family} beta={beta:g}", doctor, beta, family=family)
         for family, doctor in doctors.items()
-        for beta in args.betas
+        for beta in args.baseline_betas
     ]
-    results = evaluate_methods(methods, prompts, judge, baseline=unguided.name, seeds=args.seeds[:1])
+    results = evaluate_methods(methods, prompts, context.judge, baseline=unguided.name, seeds=args.seeds[:1])
     best = {}
     for family in doctors:
         candidates = [r for r in results if r.family == family]
@@ -77,36 +68,34 @@ def choose_betas(
 
 
 def choose_genarm_beta(
-    doctors: dict[str, DoctorModel], unguided: Method, patient, tokenizer, prompts, judge, args, sampling: dict
+    context: DemoContext, doctors: dict[str, DoctorModel], unguided: Method, prompts: list
 ) -> tuple[dict[str, float], list[MethodResult]]:
-    """`choose_betas` for the GenARM-style doctor alone (LLMdoctor keeps its default beta); nothing without it."""
+    """`choose_betas` for the GenARM-style doctor alone (LLMdoctor keeps its guidance beta); nothing without it."""
     swept = {name: doctor for name, doctor in doctors.items() if name == GENARM}
     if not swept:
         return {}, []
-    return choose_betas(swept, unguided, patient, tokenizer, prompts, judge, args, sampling)
+    return choose_betas(context, swept, unguided, prompts)
 
 
 def evaluated_methods(
+    context: DemoContext,
     unguided: Method,
     doctors: dict[str, DoctorModel],
     chosen_betas: dict[str, float],
     dpo_model: PreTrainedModel | None,
-    patient,
-    tokenizer,
-    judge,
-    args: DemoArguments,
-    sampling: dict,
 ) -> list[Method]:
-    """The held-out evaluation's methods, in report order: the unguided patient, LLMdoctor at its default beta, each
+    """The held-out evaluation's methods, in report order: the unguided patient, LLMdoctor at its guidance beta, each
     other doctor family at its chosen beta, then DPO and best-of-N with the judge when asked for."""
-    decoding_betas = {"LLMdoctor": args.beta, **chosen_betas}
+    args = context.args
+    decoding_betas = {"LLMdoctor": args.guidance_beta, **chosen_betas}
     methods = [unguided] + [
-        guided_method(f"{name} beta={beta:g}", doctors[name], beta, patient, tokenizer, sampling, family=name)
+        guided_method(context, f"{name} beta={beta:g}", doctors[name], beta, family=name)
         for name, beta in decoding_betas.items()
     ]
     if args.baselines:
-        methods.append(Method(DPO, patient_generate_fn(dpo_model, tokenizer, batch_size=8, **sampling)))
+        generate = patient_generate_fn(dpo_model, context.tokenizer, batch_size=8, **context.sampling)
+        methods.append(Method(DPO, generate))
     if args.best_of_n:
-        best_of_n = best_of_n_generate_fn(unguided.generate, judge, args.best_of_n)
+        best_of_n = best_of_n_generate_fn(unguided.generate, context.judge, args.best_of_n)
         methods.append(Method(f"best-of-{args.best_of_n} (judge)", best_of_n))
     return methods

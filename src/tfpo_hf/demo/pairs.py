@@ -3,11 +3,9 @@ token by the patient's two faces (stage 1), with a heatmap of the first pairs' t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..evaluation import patient_generate_fn
 from ..rewards.config import TokenRewardConfig
@@ -17,18 +15,18 @@ from .prompts import NEGATIVE_FACE, POSITIVE_FACE
 
 
 if TYPE_CHECKING:
-    from .pipeline import DemoArguments
+    from .context import DemoContext
 
 HEATMAP_PAIRS = 3  # pairs whose chosen and rejected token rewards the heatmap shows
 
 
-def build_preference_pairs(
-    patient: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]], judge, args: DemoArguments
-) -> tuple[Dataset, dict]:
-    """Sample `samples_per_prompt` continuations per prompt; keep the judge's best and worst as chosen/rejected."""
+def build_preference_pairs(context: DemoContext, prompts: list[list[dict]]) -> tuple[Dataset, dict]:
+    """Sample `samples_per_prompt` continuations per prompt; keep the judge's best and worst as chosen/rejected.
+    Returns the pairs and their statistics (`pair_statistics`)."""
+    args, judge = context.args, context.judge
     sample = patient_generate_fn(
-        patient,
-        tokenizer,
+        context.patient,
+        context.tokenizer,
         batch_size=16,
         do_sample=True,
         temperature=1.0,
@@ -36,12 +34,12 @@ def build_preference_pairs(
         max_new_tokens=args.max_new_tokens,
     )
     samples = [sample(prompts, args.seed + k) for k in range(args.samples_per_prompt)]
-    rows, ties = [], 0
+    rows, prompts_without_a_pair = [], 0
     for i, prompt in enumerate(prompts):
         scored = sorted(((judge(s[i]), s[i]) for s in samples), key=lambda pair: pair[0])
         (worst_score, worst), (best_score, best) = scored[0], scored[-1]
         if best_score == worst_score or not best.strip():
-            ties += 1
+            prompts_without_a_pair += 1
             continue
         rows.append(
             {
@@ -52,7 +50,7 @@ def build_preference_pairs(
                 "rejected_score": worst_score,
             }
         )
-    return Dataset.from_list(rows), pair_statistics(rows, ties)
+    return Dataset.from_list(rows), pair_statistics(rows, prompts_without_a_pair)
 
 
 def pair_statistics(rows: list[dict], prompts_without_a_pair: int) -> dict:
@@ -65,26 +63,28 @@ def pair_statistics(rows: list[dict], prompts_without_a_pair: int) -> dict:
     }
 
 
-def score_pairs(patient, tokenizer, pairs: Dataset, args: DemoArguments, output_dir: Path) -> tuple[Dataset, dict]:
-    """Stage 1 on the pairs, plus a heatmap of the token rewards of the first three pairs."""
+def score_pairs(context: DemoContext, pairs: Dataset) -> tuple[Dataset, dict]:
+    """Stage 1 on the pairs (the patient's two faces, `args.theta`), plus a heatmap of the token rewards of the first
+    pairs; returns the scored pairs and their reward statistics."""
     reward_config = TokenRewardConfig(
         positive_system_prompt=POSITIVE_FACE,
         negative_system_prompt=NEGATIVE_FACE,
-        theta=args.theta,
+        theta=context.args.theta,
         batch_size=16,
         max_length=256,
     )
-    scorer = TokenRewardScorer(patient, tokenizer, reward_config)
+    scorer = TokenRewardScorer(context.patient, context.tokenizer, reward_config)
     scored = scorer.score_dataset(pairs)
-    write_token_reward_heatmaps(scorer, pairs, tokenizer, output_dir)
+    write_token_reward_heatmaps(context, scorer, pairs)
     return scored, reward_statistics(scored)
 
 
-def write_token_reward_heatmaps(scorer: TokenRewardScorer, pairs: Dataset, tokenizer, output_dir: Path) -> None:
-    """`token_rewards.html` and `token_rewards.png`: the chosen then the rejected responses of the first pairs."""
+def write_token_reward_heatmaps(context: DemoContext, scorer: TokenRewardScorer, pairs: Dataset) -> None:
+    """`token_rewards.html` and `token_rewards.png`: the chosen then the rejected completions of the first pairs."""
     shown = pairs.select(range(min(HEATMAP_PAIRS, len(pairs))))
     examples = [scorer.score(row["prompt"], row["chosen"], chosen=True) for row in shown]
     examples += [scorer.score(row["prompt"], row["rejected"], chosen=False) for row in shown]
+    output_dir, tokenizer = context.output_dir, context.tokenizer
     render_token_rewards_html(
         examples, output_dir / "token_rewards.html", title="Token rewards of training examples", tokenizer=tokenizer
     )

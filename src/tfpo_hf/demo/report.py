@@ -1,5 +1,6 @@
-"""The demo's `report.md`: held-out results with intervals, head-to-head win rates, the targets, the validation
-sweep that chose the baselines' betas, training summaries, timings, settings and sample generations."""
+"""The demo's outputs: `results.json`, the score-versus-diversity plot and `report.md` (held-out results with
+intervals, head-to-head win rates, the targets, the validation sweep that chose the baselines' betas, training
+summaries, timings, settings and sample generations)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..evaluation import MethodResult, head_to_head, results_table
+from ..evaluation import MethodResult, head_to_head, plot_score_vs_diversity, results_table, write_results_json
 from ..evaluation.report import head_to_head_table
+from .doctors import DPO
 
 
 if TYPE_CHECKING:
-    from .pipeline import DemoArguments
+    from .arguments import DemoArguments
+    from .context import DemoContext
 
 # The demo's targets (issue "LLMdoctor that steers"): LLMdoctor at its default beta against the unguided patient,
 # head to head against DPO, and its diversity relative to the unguided patient.
@@ -22,16 +25,37 @@ TARGET_WIN_RATE, TARGET_HEAD_TO_HEAD, TARGET_DIVERSITY_RATIO = 0.75, 0.55, 0.9
 
 @dataclass
 class DemoOutcome:
-    """Everything `run_demo` measured, for the report."""
+    """What `run_demo` measured, for the outputs (the timings and training logs are in its `DemoContext`)."""
 
     results: list[MethodResult]
     validation_results: list[MethodResult]
     chosen_betas: dict[str, float]
     pair_stats: dict[str, Any]
     reward_stats: dict[str, Any]
-    timings: dict[str, float]
-    training_logs: dict[str, list]
     eval_prompts: list
+
+
+def write_outputs(context: DemoContext, outcome: DemoOutcome) -> Path:
+    """`results.json`, the score-versus-diversity plot and `report.md`, then the table and the paths on stdout;
+    returns the path of `report.md`."""
+    output_dir = context.output_dir
+    write_results_json(
+        outcome.results,
+        output_dir / "results.json",
+        settings=asdict(context.args),
+        pairs=outcome.pair_stats,
+        rewards=outcome.reward_stats,
+        chosen_betas=outcome.chosen_betas,
+        validation=[r.summary() for r in outcome.validation_results],
+    )
+    plot_score_vs_diversity(outcome.results, output_dir / "reward_vs_diversity.png", judge_name=context.args.judge)
+    report = write_report(context, outcome)
+    print(results_table(outcome.results))
+    print(
+        f"[demo] report: {report}\n[demo] plot: {output_dir / 'reward_vs_diversity.png'}\n"
+        f"[demo] token rewards: {output_dir / 'token_rewards.html'}\n[demo] doctor: {output_dir / 'doctor'}"
+    )
+    return report
 
 
 def target_lines(results: list[MethodResult]) -> list[str]:
@@ -43,7 +67,7 @@ def target_lines(results: list[MethodResult]) -> list[str]:
         f"[{doctor.win_rate_interval[0]:.2f}, {doctor.win_rate_interval[1]:.2f}] "
         f"({'met' if doctor.win_rate >= TARGET_WIN_RATE else 'missed'})."
     ]
-    dpo = by_family.get("DPO (TRL, LoRA)")
+    dpo = by_family.get(DPO)
     if dpo is not None:
         rate, low, high = head_to_head(doctor, dpo)
         lines.append(
@@ -79,9 +103,9 @@ def training_lines(training_logs: dict[str, list]) -> list[str]:
     return lines
 
 
-def write_report(output_dir: Path, args: DemoArguments, outcome: DemoOutcome) -> Path:
-    """Write `report.md` in `output_dir` and return its path."""
-    results = outcome.results
+def write_report(context: DemoContext, outcome: DemoOutcome) -> Path:
+    """Write `report.md` in the report directory and return its path."""
+    args, results = context.args, outcome.results
     doctor = next(r for r in results if r.family == "LLMdoctor")
     opponents = [r for r in results[1:] if r is not doctor]
     lines = [
@@ -105,11 +129,11 @@ def write_report(output_dir: Path, args: DemoArguments, outcome: DemoOutcome) ->
     ]
     if outcome.validation_results:
         lines += ["", "## Beta choice on the validation prompts", "", results_table(outcome.validation_results)]
-    lines += ["", "## Data and training", "", *data_lines(args, outcome), *training_lines(outcome.training_logs)]
-    lines += ["", "## Time (seconds)", "", *[f"- {k}: {v:.1f}" for k, v in outcome.timings.items()]]
+    lines += ["", "## Data and training", "", *data_lines(args, outcome), *training_lines(context.training_logs)]
+    lines += ["", "## Time (seconds)", "", *[f"- {k}: {v:.1f}" for k, v in context.timings.items()]]
     lines += ["", "## Settings", "", "```json", json.dumps(asdict(args), indent=2), "```"]
     lines += ["", "## Samples (first seed)", "", *sample_lines(outcome)]
-    path = output_dir / "report.md"
+    path = context.output_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
 
@@ -122,12 +146,12 @@ def intro_lines(args: DemoArguments, outcome: DemoOutcome) -> list[str]:
         "prompts and seeds for every method. Win rates are paired (same prompt, same seed), ties counting one half; "
         "intervals are 95% bootstrap intervals over prompts.",
         "",
-        f"LLMdoctor decodes at its default beta ({args.beta:g}, ratio guidance), chosen before this run on "
+        f"LLMdoctor decodes at its guidance beta ({args.guidance_beta:g}, ratio guidance), chosen before this run on "
         "validation prompts (docs/results.md); the GenARM-style doctor at the beta of "
-        + ", ".join(f"{b:g}" for b in args.betas)
+        + ", ".join(f"{b:g}" for b in args.baseline_betas)
         + f" that scored best on {args.validation_prompts} validation "
         "prompts of this run (training prompts kept out of the pairs); the paper-literal ablation (mixed in, no "
-        "reference) at beta 1, not swept (its validation scores at betas 1, 2 and 4 overlapped in every earlier run; "
+        "flow reference) at beta 1, not swept (its validation scores at betas 1, 2 and 4 overlapped in every earlier run; "
         "docs/results.md). Betas used: "
         + (", ".join(f"{name} {beta:g}" for name, beta in outcome.chosen_betas.items()) or "none")
         + ".",
@@ -140,7 +164,7 @@ def data_lines(args: DemoArguments, outcome: DemoOutcome) -> list[str]:
     return [
         f"- Preference pairs: {pairs['pairs']} (mean judge score chosen {pairs['mean_chosen_score']:+.3f}, rejected "
         f"{pairs['mean_rejected_score']:+.3f}; {pairs['prompts_without_a_pair']} prompts gave no pair).",
-        f"- Token rewards: {rewards['completion_tokens']} response tokens, {rewards['nonzero_fraction']:.1%} non-zero "
+        f"- Token rewards: {rewards['completion_tokens']} completion tokens, {rewards['nonzero_fraction']:.1%} non-zero "
         f"(theta={args.theta}); token heatmap: `token_rewards.html`, `token_rewards.png`.",
     ]
 

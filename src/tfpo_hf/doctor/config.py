@@ -1,4 +1,5 @@
-"""`DoctorConfig`: what a doctor records about itself in `doctor_config.json` (how it was trained, how to decode it)."""
+"""`DoctorConfig`: what a doctor records about itself in `doctor_config.json` (how it was trained, how to decode
+it)."""
 
 from __future__ import annotations
 
@@ -21,20 +22,67 @@ LEGACY_FIELD_NAMES = {"reference_name_or_path": "initial_name_or_path", "referen
 
 @dataclass
 class DoctorConfig:
-    """The settings saved beside a doctor's weights. Every field is optional: a plain causal LM, or a doctor saved
-    before a field existed, leaves it `None` and decodes with the processor's fallbacks.
+    r"""
+    What a doctor records about itself, saved beside its weights as `doctor_config.json`: the patient it was trained
+    for, the stage-1 reward settings and flow reference it was trained with, and how to decode it. [`TFPOTrainer`]
+    fills it in; [`DoctorLogitsProcessor`] and [`GuidedModel`] read the decoding defaults when a call gives no
+    weights; [`DoctorModel`] holds it as `doctor_config`. Every field is optional: a plain causal LM, or a doctor
+    saved before a field existed, leaves it `None` and decodes with the processor's fallbacks (the mix, beta 0.5,
+    alpha 1). Keys renamed since older doctors were saved (`reference_name_or_path`, `reference_num_layers`) are read
+    under their new names.
 
     Args:
-        patient_name_or_path: the patient the doctor was trained for.
-        copy_of_patient: whether the doctor started as a whole copy of that patient (so ratio guidance can take
-            the patient's own scores as the reference).
-        theta, tau, positive_system_prompt, negative_system_prompt: the stage-1 reward settings it was trained on.
-        flow_reference: `initial` (reference-anchored flow) or `none` (the paper's literal flow).
-        initial_name_or_path, initial_num_layers: the checkpoint (and depth) its initial weights came from.
-        alpha, beta: decoding defaults (patient and doctor weights).
-        guidance: `ratio` (alpha log p + beta (log p_doctor - log p_ref)) or `mix` (alpha log p + beta log p_doctor).
-        guidance_reference: for ratio guidance, `patient` (the patient's scores) or `initial` (the initial weights).
-        extra: keys of the file this version does not know; kept, and saved again.
+        patient_name_or_path (`str`, *optional*):
+            The patient the doctor was trained for.
+        copy_of_patient (`bool`, *optional*):
+            Whether the doctor started as a whole copy of that patient (then ratio guidance can take the patient's
+            own scores as the reference, at no extra cost).
+        theta (`float`, *optional*):
+            The sparsity threshold of the token rewards it was trained on.
+        tau (`float`, *optional*):
+            The temperature of the reward normalisation it was trained on.
+        positive_system_prompt (`str`, *optional*):
+            The patient's positive face in stage 1.
+        negative_system_prompt (`str`, *optional*):
+            The patient's negative face in stage 1.
+        flow_reference (`str`, *optional*):
+            `"initial"` (the flow anchored on the doctor's initial weights) or `"none"` (the paper's literal flow).
+        initial_name_or_path (`str`, *optional*):
+            The checkpoint the doctor's initial weights came from (its reference for `references="initial"`).
+        initial_num_layers (`int`, *optional*):
+            How many decoder layers of that checkpoint the doctor started with.
+        alpha (`float`, *optional*):
+            The default weight of the patient's log-probabilities at decoding.
+        beta (`float`, *optional*):
+            The default weight of the doctor at decoding (0.5 when `None`, see `decoding_beta`).
+        guidance (`str`, *optional*):
+            `"ratio"` (alpha * log p + beta * (log p_doctor - log p_ref)) or `"mix"` (alpha * log p + beta *
+            log p_doctor).
+        guidance_reference (`str`, *optional*):
+            For ratio guidance: `"patient"` (the patient's own scores) or `"initial"` (the doctor's initial weights).
+        extra (`dict[str, Any]`, *optional*, defaults to `{}`):
+            Keys of the file this version does not know: kept, and saved again.
+
+    Examples:
+
+    ```python
+    >>> import tempfile
+    >>> from tfpo_hf import DoctorConfig
+
+    >>> config = DoctorConfig(flow_reference="initial", guidance="ratio", guidance_reference="patient", beta=2.0)
+    >>> config.to_dict()  # the JSON object of doctor_config.json; fields left None are omitted
+    {'flow_reference': 'initial', 'beta': 2.0, 'guidance': 'ratio', 'guidance_reference': 'patient'}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     config.save_pretrained(folder)
+    ...     DoctorConfig.from_pretrained(folder) == config
+    True
+    >>> DoctorConfig().decoding_beta  # a doctor that records no beta
+    0.5
+    >>> old = DoctorConfig.from_dict({"reference_name_or_path": "my-base", "new_key": 1})  # an older file's keys
+    >>> old.initial_name_or_path, old.extra
+    ('my-base', {'new_key': 1})
+
+    ```
     """
 
     patient_name_or_path: str | None = None

@@ -1,4 +1,5 @@
-"""The doctor: a causal LM plus a value head that outputs log V(s_t) for every state, in one forward.
+"""The doctor (`DoctorModel`): a causal LM plus a value head (`ValueHead`) that outputs log V(s_t) for every state, in
+one forward; and `truncated_causal_lm`, the first layers of a model as a cheap doctor.
 
 On disk a doctor is a plain causal-LM checkpoint (loadable alone by `AutoModelForCausalLM.from_pretrained`,
 which is all decoding needs) plus two files of its own:
@@ -76,7 +77,8 @@ class ValueHead(nn.Module):
         nn.init.zeros_(self.summary.bias)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """[B, L, H] -> log V [B, L] (float32 whatever the LM's dtype)."""
+        """Hidden states of shape `(batch_size, sequence_length, hidden_size)` -> log V of shape
+        `(batch_size, sequence_length)` (float32 whatever the LM's dtype)."""
         return self.summary(hidden_states.to(self.summary.weight.dtype)).squeeze(-1).float()
 
 
@@ -85,8 +87,10 @@ class DoctorOutput(ModelOutput):
     """Output of `DoctorModel.forward`.
 
     Attributes:
-        logits: [B, K, V] next-token logits of the last K positions (K = `logits_to_keep`, or L if 0).
-        log_values: [B, K] log V of the states at the same positions.
+        logits (`torch.FloatTensor` of shape `(batch_size, logits_to_keep, vocab_size)`):
+            Next-token logits of the last `logits_to_keep` positions (all `sequence_length` of them if 0).
+        log_values (`torch.FloatTensor` of shape `(batch_size, logits_to_keep)`):
+            log V of the states at the same positions (float32).
     """
 
     logits: torch.Tensor | None = None
@@ -94,12 +98,60 @@ class DoctorOutput(ModelOutput):
 
 
 class DoctorModel(nn.Module):
-    """A causal LM (`pretrained_model`, optionally a PEFT model) and a `ValueHead` on its last hidden state.
+    r"""
+    The doctor of LLMdoctor: a causal LM (`pretrained_model`, optionally a PEFT model) and a [`ValueHead`] on its last
+    hidden state, so one forward gives the next-token logits (the doctor's policy pi_d) and log V(s_t) of every state.
+    [`TFPOTrainer`] trains it; decoding only needs its LM, which [`DoctorLogitsProcessor`] and [`GuidedModel`] load
+    with `AutoModelForCausalLM.from_pretrained`.
+
+    On disk a doctor is the LM's own checkpoint (a LoRA adapter for a LoRA doctor), `value_head.safetensors` and
+    `doctor_config.json` (its [`DoctorConfig`]); `save_pretrained` also writes a model card when the folder has none.
 
     Args:
-        pretrained_model: the causal LM (any `AutoModelForCausalLM`, or a `PeftModel` around one).
-        value_head: an existing head; a zero-initialised one is made when omitted.
-        doctor_config: the settings saved with the doctor (alpha/beta defaults, face prompts, theta, patient).
+        pretrained_model (`PreTrainedModel`):
+            The causal LM: any `AutoModelForCausalLM` model, or a `PeftModel` around one.
+        value_head (`ValueHead`, *optional*):
+            An existing value head. Defaults to a zero-initialised one (V = 1 at every state at the start).
+        doctor_config (`DoctorConfig` or `dict[str, Any]`, *optional*):
+            What the doctor records about itself: the patient it was trained for, the reward settings, its flow
+            reference and its decoding defaults (see [`DoctorConfig`]). Defaults to an empty config.
+
+    Construct one with [`~DoctorModel.from_patient`] (a copy of the patient, whole or truncated) or
+    [`~DoctorModel.from_pretrained`] (a saved doctor, or any causal LM checkpoint); save it with
+    [`~DoctorModel.save_pretrained`] or [`~DoctorModel.push_to_hub`].
+
+    Examples:
+
+    ```python
+    >>> import os
+    >>> import tempfile
+    >>> import torch
+    >>> from tfpo_hf import DoctorModel
+    >>> from tfpo_hf.testing import tiny_causal_lm
+
+    >>> patient = tiny_causal_lm()
+    >>> doctor = DoctorModel.from_patient(patient)  # a whole copy; from_patient(patient, num_layers=1) truncates
+    >>> doctor.doctor_config.copy_of_patient
+    True
+    >>> input_ids = torch.tensor([[1, 72, 105, 33]])  # (batch_size, sequence_length)
+    >>> outputs = doctor(input_ids)
+    >>> outputs.logits.shape  # (batch_size, sequence_length, vocab_size)
+    torch.Size([1, 4, 259])
+    >>> print(outputs.log_values)  # (batch_size, sequence_length); the value head starts at zero: V = 1
+    tensor([[0., 0., 0., 0.]], grad_fn=<SqueezeBackward1>)
+    >>> doctor(input_ids, logits_to_keep=1).logits.shape  # only the last position
+    torch.Size([1, 1, 259])
+
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     doctor.save_pretrained(folder)
+    ...     saved = set(os.listdir(folder))
+    ...     reloaded = DoctorModel.from_pretrained(folder)
+    >>> {"model.safetensors", "value_head.safetensors", "doctor_config.json", "README.md"} <= saved
+    True
+    >>> torch.equal(reloaded(input_ids).logits, outputs.logits)
+    True
+
+    ```
     """
 
     def __init__(
@@ -150,10 +202,19 @@ class DoctorModel(nn.Module):
         """One forward for both heads.
 
         Args:
-            input_ids: [B, L].
-            attention_mask: [B, L], 1 for real tokens.
-            position_ids: [B, L]; pass them under left padding.
-            logits_to_keep: keep only the last K positions of both outputs (0 keeps all L).
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+                The token ids.
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+                1 for real tokens, 0 for padding.
+            position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Positions of the tokens; pass them under left padding (`tfpo_hf.utils.logps.position_ids_from_mask`).
+            logits_to_keep (`int`, *optional*, defaults to `0`):
+                Keep only the last `logits_to_keep` positions of both outputs (0 keeps all of them).
+            kwargs (`dict[str, Any]`, *optional*):
+                Passed on to the LM's forward (`use_cache` defaults to `False`).
+
+        Return:
+            [`DoctorOutput`]: `logits` and `log_values`.
         """
         outputs = self.pretrained_model(
             input_ids=input_ids,
@@ -188,7 +249,7 @@ class DoctorModel(nn.Module):
         A directory holding a LoRA adapter loads its base model and the adapter (trainable).
 
         Raises:
-            FileNotFoundError: a local path (see `hub_files.looks_like_local_path`) that does not exist.
+            FileNotFoundError: a local path (see `tfpo_hf.utils.hub.looks_like_local_path`) that does not exist.
             ValueError: a corrupted `value_head.safetensors` or `doctor_config.json` (the error names the file).
         """
         name = resolve_local_path(pretrained_model_name_or_path)

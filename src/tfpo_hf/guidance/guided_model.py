@@ -59,34 +59,66 @@ class GroupedCache(DynamicCache):
 
 
 class GuidedModel:
-    """The patient guided by LoRA doctors of itself, in one forward per step: `generate` takes everything
-    `patient.generate` takes (greedy, sampling, beam search, `num_return_sequences`, left padding, stopping
-    criteria, streamers, logits processors) and `__call__` returns the mixed scores as `logits`.
+    r"""
+    The patient guided by LoRA doctors of itself, in one forward per step: each doctor's adapter is loaded into the
+    patient's own modules (PEFT), and every batch runs as `1 + K` row groups (the patient's rows with the adapters
+    off, then one group per active doctor) through one pass over the shared weights. The forward's `logits` are the
+    mixed scores
 
-    The adapters are loaded into the patient's modules (PEFT) and are off outside this object's calls: the patient
-    alone keeps giving the same tokens (its scores move by float rounding, a few 1e-6). For doctors that are not
-    LoRA adapters of this patient (another size, full weights), use `DoctorLogitsProcessor`. Beam search ranks beams
-    by the log-probabilities of the mix, as the processor does with `normalize=True`.
+        alpha * log p_patient(y | s_t) + sum_i beta_i * [log p_doctor_i(y | s_t) - log p_patient(y | s_t)]
+
+    (ratio guidance against the patient, the reference of a LoRA copy of it; a doctor recorded as `mix` adds
+    beta_i * log p_doctor_i), so `generate`'s own processors and warpers act on them afterwards, as they do after
+    [`DoctorLogitsProcessor`], and both give the same tokens.
+
+    `generate` takes everything `patient.generate` takes (greedy search, sampling, beam search,
+    `num_return_sequences`, left padding, stopping criteria, streamers, logits processors); beam search ranks beams by
+    the log-probabilities of the mix, as the processor does with `normalize=True`. Outside this object's calls the
+    adapters are off: the patient alone gives the same tokens (its scores move by float rounding, a few 1e-6). For
+    doctors that are not LoRA adapters of this patient (another size, full weights), use [`DoctorLogitsProcessor`].
 
     Args:
-        patient: the frozen patient (a transformers causal LM, not already a PEFT model).
-        doctors: a LoRA doctor or a list of them: saved adapter folders or Hub ids (as `TFPOTrainer` saves a LoRA
-            doctor), or in-memory PEFT models / `DoctorModel`s whose LM is a LoRA adapter of a copy of the patient.
-        betas: weight of each doctor; defaults to each doctor's recorded `beta` (0.5 when it records none).
-        alpha: weight of the patient's log-probabilities (default 1).
+        patient (`PreTrainedModel`):
+            The frozen patient, a transformers causal LM that does not already hold a PEFT adapter.
+        doctors (`str`, `os.PathLike`, `PeftModel`, `DoctorModel`, or a `list` of them):
+            LoRA doctor(s): saved adapter folders or Hub ids (as [`TFPOTrainer`] saves a LoRA doctor), or in-memory
+            PEFT models / `DoctorModel`s whose LM is a LoRA adapter of a copy of the patient.
+        betas (`float` or `list[float]`, *optional*):
+            Weight of each doctor; one number applies to every doctor. Defaults to each doctor's recorded `beta`
+            (0.5 when it records none). A doctor with beta 0 gets no rows at all.
+        alpha (`float`, *optional*):
+            Weight of the patient's log-probabilities. Defaults to the doctors' recorded `alpha` when they agree,
+            else `1.0`.
+        from_pretrained_kwargs (`dict[str, Any]`, *optional*):
+            `cache_dir`, `revision` and `token`, passed on when loading adapters given as paths or Hub ids.
 
-    Memory: the KV cache holds `1 + K` times the rows of plain decoding (K active doctors); the adapters add their
-    low-rank weights.
+    Raises:
+        `ValueError`: the patient already holds a PEFT adapter, `doctors` is empty, or a doctor is not a LoRA adapter.
 
-    Example (a saved LoRA doctor works the same way: `GuidedModel(patient, "my-lora-doctor")`):
-        >>> from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
-        >>> tokenizer = tiny_tokenizer()
-        >>> tokenizer.padding_side = "left"
-        >>> patient = tiny_causal_lm()
-        >>> guided = GuidedModel(patient, tiny_lora_doctor(patient, seed=1), betas=2.0)
-        >>> inputs = tokenizer(["Hi!", "Tell me about cats."], padding=True, return_tensors="pt")
-        >>> guided.generate(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id).shape[0]
-        2
+    Memory: the KV cache ([`GroupedCache`]) holds `1 + K` times the rows of plain decoding (K active doctors); the
+    adapters add their low-rank weights.
+
+    Examples:
+
+    ```python
+    >>> from tfpo_hf import GuidedModel
+    >>> from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
+
+    >>> # a saved LoRA doctor works the same way: GuidedModel(patient, "my-lora-doctor")
+    >>> tokenizer = tiny_tokenizer()
+    >>> tokenizer.padding_side = "left"
+    >>> patient = tiny_causal_lm()
+    >>> guided = GuidedModel(patient, tiny_lora_doctor(patient, seed=1), betas=2.0)
+    >>> guided.betas, guided.alpha, guided.adapter_names
+    ([2.0], 1.0, ['doctor_0'])
+    >>> inputs = tokenizer(["Hi!", "Tell me about cats."], padding=True, return_tensors="pt")
+    >>> out = guided.generate(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    >>> out.shape  # (batch_size, prompt_length + max_new_tokens)
+    torch.Size([2, 23])
+    >>> guided(**inputs).logits.shape  # the mixed scores, (batch_size, sequence_length, vocab_size)
+    torch.Size([2, 19, 259])
+
+    ```
     """
 
     def __init__(
@@ -153,8 +185,8 @@ class GuidedModel:
 
     # ------------------------------------------------------------------ the fused pass
     def mix(self, logits: torch.Tensor, groups: int) -> torch.Tensor:
-        """Mixed scores `(B, ..., V)` (float32) from the logits `(groups * B, ..., V)` of the patient's rows followed by
-        each active doctor's rows."""
+        """Mixed scores of shape `(batch_size, ..., vocab_size)` (float32) from the logits of shape
+        `(groups * batch_size, ..., vocab_size)` of the patient's rows followed by each active doctor's rows."""
         logps = torch.log_softmax(logits.float(), dim=-1).chunk(groups, dim=0)
         patient = logps[0]
         mixed = self.alpha * patient

@@ -32,101 +32,115 @@ if TYPE_CHECKING:
 
 class DoctorLogitsProcessor(LogitsProcessor):
     r"""
-    [`LogitsProcessor`] that steers a frozen *patient* model with one or more *doctor* causal LMs (LLMdoctor): the
-    next-token scores become
+    [`LogitsProcessor`] that steers a frozen *patient* model with one or more *doctor* causal LMs (LLMdoctor, stage
+    3). The patient's next-token scores become
 
-        log p(y | s_t) = alpha * log p_patient(y | s_t) + sum_i beta_i * [log p_doctor_i(y | s_t) - log p_ref_i(y | s_t)]
+        alpha * log p_patient(y | s_t) + sum_i beta_i * [log p_doctor_i(y | s_t) - log p_ref_i(y | s_t)]
 
-    computed over the vocabulary the models share. A doctor with a reference (*ratio guidance*, the default of a
-    reference-anchored TFPO doctor) adds beta times its learned token reward, the log-ratio to the policy it was
-    trained against; a doctor without one adds beta times its log-probabilities (the *mix*, log p_ref_i = 0: the
-    paper's literal decoding, and GenARM's). A reference is one of:
+    over the vocabulary the models share. A doctor with a reference (*ratio guidance*, the default of a TFPO doctor)
+    adds beta_i times its learned token reward, its log-ratio to the policy it was trained against; a doctor without
+    one (`references="none"`, the *mix*: the paper's literal decoding, and GenARM's) adds beta_i * log p_doctor_i.
+    Weights and references not given are read from each doctor's `doctor_config.json`, where [`TFPOTrainer`]
+    records them; a doctor that records none is mixed in with `beta = 0.5`, `alpha = 1`.
 
-    - `"patient"`: the patient's own log-probabilities, at no extra cost. Right for a doctor that started as a copy
-      of this patient (a LoRA copy, `DoctorModel.from_patient`): then ratio guidance is the mix with
-      `alpha - beta` on the patient.
-    - `"initial"`: the weights the doctor started from, whatever the patient: a LoRA doctor's base (its adapter
-      disabled: one more cached forward of the same weights, also accepted as `"base"`), or for a full-weight doctor
-      the model its `doctor_config.json` names (`initial_name_or_path`, cut to `initial_num_layers`). Use it to
-      guide a patient other than the one the doctor was a copy of (weak-to-strong).
-    - a model, or a path / Hub id: any causal LM sharing the vocabulary.
-
-    Weights and references not given are read from each doctor's `doctor_config.json` (`TFPOTrainer` records ratio
-    guidance, `"patient"` or `"initial"`, and the measured default beta there); a doctor that records none is mixed
-    in with `beta = 0.5`, `alpha = 1` (as before references existed).
-
-    The result is not renormalised unless `normalize=True`: greedy and beam search only compare tokens, and sampling
-    applies a softmax after the processors anyway. With every beta 0 and alpha 1 the scores pass through unchanged.
-    With `do_sample=True`, `generate` applies its warpers *after* this processor, to the mixed scores:
-    `temperature` divides them, then `top_k` / `top_p` keep the most likely tokens of the mixed distribution. With
-    beam search the mixed scores are the beam's per-token log-probabilities. Processors that `generate` builds itself
-    (`min_new_tokens`, `repetition_penalty`, bad words...) run *before* this one and reach it through the patient
-    scores: their `-inf` masks survive as long as the patient is used (`alpha != 0` or a `"patient"` reference). A
-    weight of 0 removes its model from the mix exactly (a `-inf` of that model included); a `-inf` from a model with a
-    non-zero weight makes the token impossible.
-
-    Each doctor and each model reference runs with its own [`DynamicCache`] (see `tfpo_hf.guidance.cached_forward`): the prompt
-    is prefilled once (`logits_to_keep=1`), then every call feeds it exactly one new token per row, following beam
-    reorders, batch expansion (`num_return_sequences`) and left padding. Pass the prompts' attention mask (to the
-    constructor or [`~DoctorLogitsProcessor.set_attention_mask`]) when a prompt may start with the pad token. A call
-    that does not continue the previous one starts over, so one processor serves many `generate` calls. Doctors run
-    under `torch.inference_mode` on the device of the scores (moved there on the first call, unless dispatched with a
-    device map); their log-probabilities are cast to the scores' dtype.
-
-    Bad input is refused, not guessed at: weights must be finite real numbers; NaN or +inf logits of a doctor or
-    reference raise a `ValueError` naming the doctor and the sequence length (they are not masked: a broken doctor
-    should stop decoding, not silently drop out of the mix); prompt ids outside a doctor's vocabulary raise at the
-    first call; and a mask given to the constructor or `set_attention_mask` applies to exactly one `generate` call:
-    a new batch without a new mask raises.
+    Each doctor (and each reference that is a model) keeps its own KV cache: the prompts are prefilled once, then
+    every call feeds one new token per row. Greedy search, sampling, beam search, `num_return_sequences`, left-padded
+    batches and `pipeline("text-generation")` are supported; a call that does not continue the previous one starts
+    over, so one processor serves many `generate` calls. How the caches follow `generate` (beams, batch expansion,
+    padding, references, `-inf`) is described in docs/method.md, "The processor's mechanics".
 
     Args:
-        doctors (`PreTrainedModel`, `str`, or a list of them):
-            Causal LM(s), local path(s) or Hub id(s) of doctor checkpoints (loaded with
-            `AutoModelForCausalLM.from_pretrained(..., **from_pretrained_kwargs)`). A `DoctorModel` contributes its
-            causal LM and its `doctor_config`.
+        doctors (`PreTrainedModel`, `DoctorModel`, `str`, or a `list` of them):
+            The doctor(s): causal LMs, `DoctorModel`s (their LM and `doctor_config` are used), or local paths / Hub
+            ids of saved doctors, loaded with `AutoModelForCausalLM.from_pretrained` (LoRA adapter folders with
+            `AutoPeftModelForCausalLM.from_pretrained`).
         betas (`float` or `list[float]`, *optional*):
-            Weight of each doctor's term; one number is used for every doctor. Defaults to each doctor's recorded
-            `beta` (0.5 when it records none).
+            Weight of each doctor's term; one number applies to every doctor. Must be finite. Defaults to each
+            doctor's recorded `beta` (0.5 when it records none). Change it between calls with
+            [`~DoctorLogitsProcessor.set_betas`].
         alpha (`float`, *optional*):
-            Weight of the patient's log-probabilities. Defaults to the doctors' recorded `alpha` when they agree,
-            else 1.0.
-        references (`str`, `PreTrainedModel`, `None`, or a list of them, *optional*):
-            Per doctor: `"patient"`, `"initial"`, a model or a path (ratio guidance), or `"none"` (the mix). Defaults
-            to what each doctor records.
+            Weight of the patient's log-probabilities. Must be finite. Defaults to the doctors' recorded `alpha` when
+            they agree, else `1.0`.
         tokenizer (`PreTrainedTokenizerBase`, *optional*):
-            The patient's tokenizer. When given, a doctor whose vocabulary is smaller than `len(tokenizer)`, or that
-            was saved with a different tokenizer, is a `ValueError`; it also provides the default `pad_token_id`.
+            The patient's tokenizer. When given, a doctor with fewer vocabulary ids than `len(tokenizer)`, or saved
+            with a different tokenizer, raises a `ValueError` here; it also provides the default `pad_token_id`.
         attention_mask (`torch.LongTensor` of shape `(batch_size, prompt_length)`, *optional*):
-            The attention mask of the prompts of the next `generate` call (only that one: call
-            `set_attention_mask` before each later call); tokens after `prompt_length` are attended.
+            The attention mask of the prompts of the next `generate` call, and of that call only (call
+            [`~DoctorLogitsProcessor.set_attention_mask`] before each later call). Pass it when a prompt may start
+            with the pad token; without it, the leading run of `pad_token_id` in each row is taken as padding.
         normalize (`bool`, *optional*, defaults to `False`):
-            Subtract the log-sum-exp so the mixed scores are log-probabilities.
+            Whether to subtract the log-sum-exp, so the mixed scores are log-probabilities. Greedy and beam search
+            only compare tokens, and sampling applies a softmax after the processors, so it is rarely needed.
         pad_token_id (`int`, *optional*):
-            Token treated as left padding when no attention mask is given. Defaults to the tokenizer's, else the first
-            doctor's generation config or config.
+            Token treated as left padding when no attention mask is given. Defaults to the tokenizer's, else the
+            first doctor's generation config or config.
+        references (`str`, `PreTrainedModel`, or a `list` of them, *optional*):
+            The reference of each doctor (one value applies to every doctor):
+
+            - `"patient"`: the patient's own log-probabilities, at no extra cost. Right for a doctor that started as
+              a copy of this patient (a LoRA copy, `DoctorModel.from_patient`): ratio guidance is then the mix with
+              `alpha - beta` on the patient.
+            - `"initial"`: the weights the doctor started from, whatever the patient: a LoRA doctor's base with its
+              adapter disabled (also accepted as `"base"`), or the model a full-weight doctor's `doctor_config.json`
+              names. Use it to guide a patient other than the one the doctor copied (weak-to-strong).
+            - a model, or a path / Hub id: any causal LM sharing the vocabulary.
+            - `"none"`: no reference (the mix).
+
+            Defaults to what each doctor records.
+        from_pretrained_kwargs (`dict[str, Any]`, *optional*):
+            Passed to `from_pretrained` for doctors and references given as paths or Hub ids (`dtype`, `revision`,
+            `token`, ...).
+
+    Raises:
+        `ValueError`: at construction, for an empty `doctors`, a vocabulary or tokenizer mismatch (with
+        `tokenizer`), weights that are not finite real numbers, or a number of betas or references that does not
+        match the doctors; at a call, for NaN or +inf logits of a doctor or reference, prompt ids outside a doctor's
+        vocabulary, or an attention mask left over from an earlier `generate` call.
+
+    The mixed scores are not renormalised (unless `normalize=True`); with every beta 0 and alpha 1 they are the
+    patient's scores, unchanged. `generate`'s warpers (`temperature`, `top_k`, `top_p`) act *after* this processor, on
+    the mixed scores; the processors `generate` builds itself (`min_new_tokens`, `repetition_penalty`, bad words)
+    act *before* it, and their `-inf` masks survive as long as the patient is used (`alpha != 0` or a `"patient"`
+    reference). With beam search the mixed scores are the beams' per-token log-probabilities. Doctors run under
+    `torch.inference_mode` on the device of the scores. Continuous batching is not supported.
 
     Examples:
-
-    With real models, `patient = AutoModelForCausalLM.from_pretrained(...)` and `DoctorLogitsProcessor("my-doctor",
-    tokenizer=tokenizer)`; here the tiny random models of `tfpo_hf.testing`, so the example runs anywhere:
 
     ```python
     >>> from transformers import LogitsProcessorList
     >>> from tfpo_hf import DoctorLogitsProcessor
     >>> from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
+    >>> # tiny random models, so the example runs anywhere; a saved doctor: DoctorLogitsProcessor("my-doctor", ...)
     >>> tokenizer = tiny_tokenizer()
     >>> tokenizer.padding_side = "left"
     >>> patient, doctor_lm = tiny_causal_lm(seed=0), tiny_causal_lm(seed=1)
     >>> inputs = tokenizer(["Tell me about cats.", "Hi!"], padding=True, return_tensors="pt")
     >>> doctor = DoctorLogitsProcessor(doctor_lm, betas=2.0, tokenizer=tokenizer, attention_mask=inputs.attention_mask)
+    >>> doctor.betas, doctor.alpha, doctor.references
+    ([2.0], 1.0, [None])
     >>> out = patient.generate(
     ...     **inputs, logits_processor=LogitsProcessorList([doctor]), max_new_tokens=4, do_sample=False,
     ...     pad_token_id=tokenizer.pad_token_id,
     ... )
-    >>> out.shape[0], doctor.betas, doctor.alpha
-    (2, [2.0], 1.0)
-    >>> doctor.set_betas(4.0)  # stronger guidance for the next call, same doctor weights
+    >>> out.shape  # (batch_size, prompt_length + max_new_tokens)
+    torch.Size([2, 23])
+
+    >>> # Stronger guidance for the next call, same doctor weights; each call needs its prompts' mask set again
+    >>> doctor.set_betas(4.0)
+    >>> doctor.set_attention_mask(inputs.attention_mask)
+    >>> patient.generate(**inputs, logits_processor=LogitsProcessorList([doctor]), max_new_tokens=4,
+    ...                  do_sample=False, pad_token_id=tokenizer.pad_token_id).shape
+    torch.Size([2, 23])
+
+    >>> # Called directly: (input_ids, scores) -> mixed scores of shape (batch_size, vocab_size)
+    >>> scores = patient(**inputs).logits[:, -1]
+    >>> doctor.set_attention_mask(inputs.attention_mask)
+    >>> doctor(inputs.input_ids, scores).shape
+    torch.Size([2, 259])
+    >>> doctor.set_betas(0.0)  # every beta 0 and alpha 1: the patient's scores, untouched
+    >>> doctor(inputs.input_ids, scores) is scores
+    True
 
     ```
     """

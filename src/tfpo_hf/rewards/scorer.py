@@ -33,15 +33,22 @@ from .preference_data import (
 def token_rewards_from_logps(
     positive_logps: torch.Tensor, negative_logps: torch.Tensor, sign: float, config: TokenRewardConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Delta, S and r of one response from its per-token log-probabilities under the two faces.
+    """Delta, S and r of one completion from its per-token log-probabilities under the two faces.
 
     Args:
-        positive_logps, negative_logps: [T] log p_face(y_t | x_face, y_<t).
-        sign: +1 for a chosen response, -1 for a rejected one.
+        positive_logps (`torch.Tensor` of shape `(completion_length,)`):
+            log p_pos(y_t | x_pos, y_<t), the positive face's log-probability of each completion token.
+        negative_logps (`torch.Tensor` of shape `(completion_length,)`):
+            log p_neg(y_t | x_neg, y_<t), the same under the negative face.
+        sign (`float`):
+            +1 for a chosen completion, -1 for a rejected one.
+        config ([`TokenRewardConfig`]):
+            Gives `theta`, `tau` and `eps`.
 
-    Returns:
-        delta [T] = |lp_pos - lp_neg|, normalized [T] = tanh(delta / ((mean delta + eps) * tau)) in [0, 1),
-        rewards [T] = sign * normalized * 1[normalized > theta].
+    Return:
+        `tuple[torch.Tensor, torch.Tensor, torch.Tensor]`, each of shape `(completion_length,)` (float64): delta =
+        |lp_pos - lp_neg|, normalized = tanh(delta / ((mean delta + eps) * tau)) in [0, 1), and rewards = sign *
+        normalized * 1[normalized > theta].
     """
     delta = (positive_logps.double() - negative_logps.double()).abs()
     if delta.numel() == 0:
@@ -53,7 +60,7 @@ def token_rewards_from_logps(
 
 @dataclass
 class TokenRewards:
-    """Per-token rewards of one response, with the quantities they come from (all lists of length T)."""
+    """Per-token rewards of one completion, with the quantities they come from (all lists as long as `token_ids`)."""
 
     token_ids: list[int]
     tokens: list[str]
@@ -98,23 +105,60 @@ class _Sequence:
 
 
 class TokenRewardScorer:
-    """Scores every response token of preference data with the patient's positive and negative faces.
+    r"""
+    Stage 1 of LLMdoctor: scores every completion token of preference data with the patient, prompted as a positive
+    and a negative *face* (two system prompts). The log-likelihood gap of each token between the two faces becomes a
+    sparse, signed token reward
+
+        r_t = sign * S_t * 1[S_t > theta],   S_t = tanh(Delta_t / ((mean_j Delta_j + eps) * tau)),
+        Delta_t = |log p_pos(y_t | x, y_<t) - log p_neg(y_t | x, y_<t)|
+
+    with sign +1 for the chosen completion and -1 for the rejected one. Only completion tokens are scored (the
+    completion is tokenized once and appended to each face's prompt); prompt and template tokens never carry reward.
 
     Args:
-        patient: the frozen causal LM (any `AutoModelForCausalLM`); it is only run under `torch.inference_mode`.
-        tokenizer: the patient's tokenizer; one without a pad token is fine (padding is masked, never read).
-        config: a `TokenRewardConfig`.
+        patient (`PreTrainedModel`):
+            The frozen causal LM (any `AutoModelForCausalLM` model); it is only run under `torch.inference_mode`.
+        tokenizer (`PreTrainedTokenizerBase`):
+            The patient's tokenizer. One without a pad token is fine (padding is masked, never read).
+        config ([`TokenRewardConfig`], *optional*):
+            The face prompts, `theta`, `tau`, truncation and batch size. Defaults to `TokenRewardConfig()`.
 
-    Example (tiny random models here; a real patient and `load_dataset(...)` work the same way):
-        >>> from datasets import Dataset
-        >>> from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
-        >>> scorer = TokenRewardScorer(tiny_causal_lm(), tiny_tokenizer(), TokenRewardConfig(theta=0.5))
-        >>> result = scorer.score([{"role": "user", "content": "Hi"}], "Hello!")
-        >>> len(result.rewards) == len(result.token_ids) and all(-1 < r < 1 for r in result.rewards)
-        True
-        >>> pairs = Dataset.from_list([{"prompt": "Hi", "chosen": "Hello there!", "rejected": "No."}])
-        >>> {"prompt_ids", "chosen_token_rewards", "rejected_token_rewards"} <= set(scorer.score_dataset(pairs).column_names)
-        True
+    Raises:
+        `ValueError`: the tokenizer has more tokens than the patient's output layer.
+
+    [`~TokenRewardScorer.score`] scores one completion and returns its [`TokenRewards`];
+    [`~TokenRewardScorer.score_dataset`] adds the five token-reward columns to a preference dataset in one of TRL's
+    formats (`prompt_ids`, `chosen_ids`, `chosen_token_rewards`, `rejected_ids`, `rejected_token_rewards`), which
+    [`TFPOTrainer`] trains on, and sets `.stats` (a `ScoringStats`).
+
+    Examples:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> from tfpo_hf import TokenRewardConfig, TokenRewardScorer
+    >>> from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+
+    >>> # tiny random models here; a real patient and `load_dataset(...)` work the same way
+    >>> scorer = TokenRewardScorer(tiny_causal_lm(), tiny_tokenizer(), TokenRewardConfig(theta=0.5))
+    >>> result = scorer.score([{"role": "user", "content": "Hi"}], "Hello!")
+    >>> result.tokens  # the completion's tokens, through the chat template (here one token per byte)
+    ['H', 'e', 'l', 'l', 'o', '!', '<|im_end|>', 'Ċ']
+    >>> len(result.rewards) == len(result.token_ids) and all(0 <= r < 1 for r in result.rewards)
+    True
+    >>> all(r <= 0 for r in scorer.score("Hi", "Hello!", chosen=False).rewards)  # a rejected completion
+    True
+
+    >>> pairs = Dataset.from_list([{"prompt": "Hi", "chosen": "Hello there!", "rejected": "No."}])
+    >>> scored = scorer.score_dataset(pairs)
+    >>> scored.column_names[3:]
+    ['prompt_ids', 'chosen_ids', 'rejected_ids', 'chosen_token_rewards', 'rejected_token_rewards']
+    >>> len(scored[0]["rejected_token_rewards"]) == len(scored[0]["rejected_ids"])
+    True
+    >>> scorer.stats.examples, scorer.stats.completion_tokens
+    (1, 17)
+
+    ```
     """
 
     def __init__(
@@ -134,10 +178,11 @@ class TokenRewardScorer:
     # ------------------------------------------------------------------ log-probabilities
     @torch.inference_mode()
     def completion_logps(self, sequences: list[_Sequence]) -> list[torch.Tensor]:
-        """log p(y_t | prompt, y_<t) [T_i] (float32, CPU) for every response, in the order given.
+        """log p(y_t | prompt, y_<t) of shape `(completion_length_i,)` (float32, CPU) for every completion, in the
+        order given.
 
-        Sequences are sorted by length and run `config.batch_size` at a time, left-padded so every response
-        ends at the last column; only the last max-response-length + 1 positions go through the LM head.
+        Sequences are sorted by length and run `config.batch_size` at a time, left-padded so every completion
+        ends at the last column; only the last max-completion-length + 1 positions go through the LM head.
         """
         order = sorted(
             range(len(sequences)), key=lambda i: len(sequences[i].prompt_ids) + len(sequences[i].completion_ids)
@@ -184,7 +229,7 @@ class TokenRewardScorer:
 
     # ------------------------------------------------------------------ shared by score and score_dataset
     def _face_sequences(self, texts, completion_ids: list[int], where: str) -> list[_Sequence]:
-        """The response after the positive face's prompt, then after the negative face's prompt."""
+        """The completion after the positive face's prompt, then after the negative face's prompt."""
         return [
             _Sequence(tokenize_prompt(self.tokenizer, face_prompt, texts.conversational), completion_ids, where)
             for face_prompt in (texts.positive_prompt, texts.negative_prompt)
@@ -193,9 +238,9 @@ class TokenRewardScorer:
     def _rewards(
         self, completion_ids: list[int], positive: torch.Tensor, negative: torch.Tensor, sign: float, is_empty: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Delta, S, r [T] of one response. Template tokens after the first EOS (ChatML's newline after
-        `<|im_end|>`) are never generated by the model: they get zeros and stay out of the mean Delta. An empty
-        response gets zero rewards."""
+        """Delta, S, r of shape `(completion_length,)` of one completion. Template tokens after the first EOS
+        (ChatML's newline after `<|im_end|>`) are never generated by the model: they get zeros and stay out of the
+        mean Delta. An empty completion gets zero rewards."""
         eos = self.tokenizer.eos_token_id
         scored = completion_ids.index(eos) + 1 if eos in completion_ids else len(completion_ids)
         delta, normalized, rewards = token_rewards_from_logps(positive[:scored], negative[:scored], sign, self.config)
@@ -301,7 +346,7 @@ class TokenRewardScorer:
 
         Runs one batched `datasets.map` (progress bar included) whose cache is keyed by `fingerprint(dataset)`,
         so scoring the same data with the same patient and settings again loads the cached result.
-        Logs the fraction of non-zero rewards and counts of empty and truncated responses.
+        Logs the fraction of non-zero rewards and counts of empty completions and truncated examples.
         """
         dataset_format = check_preference_dataset(dataset, "given")
         if dataset_format == "scored":

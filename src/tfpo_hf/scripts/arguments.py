@@ -1,29 +1,20 @@
-"""Argument dataclasses shared by the scripts (the patient, the preference dataset), and renamed flags."""
+"""Argument dataclasses shared by the scripts: the patient, the preference dataset and the doctor's model flags
+(TRL's `ModelConfig` with the library's LoRA defaults)."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 from trl import ModelConfig
 
+from ..training.doctor_setup import (
+    DEFAULT_LORA_ALPHA,
+    DEFAULT_LORA_DROPOUT,
+    DEFAULT_LORA_RANK,
+    DEFAULT_LORA_TARGET_MODULES,
+    doctor_uses_lora,
+)
 from ..utils.embedded_patient import DTYPES
-
-
-# old flag -> new flag: the old one keeps working, with a message naming the new one
-RENAMED_FLAGS = {"--dtype": "--patient_dtype"}
-
-
-def rename_deprecated_flags(argv: list[str]) -> list[str]:
-    """`argv` with each renamed flag replaced by its new name (a `FutureWarning` says which)."""
-    renamed = []
-    for argument in argv:
-        flag, equals, value = argument.partition("=")
-        if flag in RENAMED_FLAGS:
-            warnings.warn(f"`{flag}` is deprecated: use `{RENAMED_FLAGS[flag]}`.", FutureWarning, stacklevel=2)
-            argument = RENAMED_FLAGS[flag] + equals + value
-        renamed.append(argument)
-    return renamed
 
 
 @dataclass
@@ -66,6 +57,7 @@ class DatasetArguments:
             )
 
     def load(self, split: str | None = None):
+        """The preference dataset named by the flags (`split`: another split than `--split`)."""
         from ..rewards.preference_data import load_preference_dataset
 
         return load_preference_dataset(self.dataset, self.dataset_config, split or self.split, self.max_examples)
@@ -73,27 +65,26 @@ class DatasetArguments:
 
 @dataclass
 class DoctorModelConfig(ModelConfig):
-    """TRL's `ModelConfig` with the doctor's defaults: LoRA (r=16, alpha=32, every linear layer, no dropout) on a
-    whole copy of the patient, full training of a truncated copy or of a separate doctor."""
+    """TRL's `ModelConfig` with the doctor's defaults (`tfpo_hf.training.doctor_setup`): LoRA (r=16, alpha=32, every
+    linear layer, no dropout) on a whole copy of the patient, full training of a truncated copy or of a separate
+    doctor."""
 
     use_peft: bool | None = field(
         default=None,
         metadata={"help": "Train the doctor's LM with LoRA; omitted: LoRA on a whole copy of the patient only."},
     )
+    lora_r: int = field(default=DEFAULT_LORA_RANK, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=DEFAULT_LORA_ALPHA, metadata={"help": "LoRA alpha."})
     lora_target_modules: list[str] | None = field(
-        default_factory=lambda: ["all-linear"], metadata={"help": "LoRA target modules."}
+        default_factory=lambda: [DEFAULT_LORA_TARGET_MODULES], metadata={"help": "LoRA target modules."}
     )
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_dropout: float = field(default=DEFAULT_LORA_DROPOUT, metadata={"help": "LoRA dropout."})
 
 
 def resolve_peft_config(model_args: DoctorModelConfig, whole_copy: bool):
-    """The doctor's LoRA config, or None to train it in full: `use_peft` when given, else LoRA exactly when the
-    doctor is a whole copy of the patient (`whole_copy`). `--lora_r 0` is the old way to say `--use_peft false`."""
+    """The doctor's LoRA config from the flags, or None to train it in full: `--use_peft` when given, else LoRA
+    exactly when the doctor is a whole copy of the patient (`whole_copy`; `doctor_uses_lora`)."""
     from trl import get_peft_config
 
-    if model_args.lora_r == 0:
-        warnings.warn("`--lora_r 0` is deprecated: use `--use_peft false`.", FutureWarning, stacklevel=2)
-        model_args.use_peft = False
-    if model_args.use_peft is None:
-        model_args.use_peft = whole_copy
+    model_args.use_peft = doctor_uses_lora(whole_copy, model_args.use_peft)
     return get_peft_config(model_args)

@@ -16,6 +16,8 @@ from .arguments import PatientArguments
 
 @dataclass
 class EvaluateScriptArguments(PatientArguments):
+    """The flags of `tfpo-hf evaluate`: the doctors and betas to sweep, the prompts, the judge and decoding."""
+
     doctor: list[str] = field(default_factory=list, metadata={"help": "Doctor path(s) or Hub id(s) to sweep."})
     beta: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0], metadata={"help": "Doctor weights to sweep."})
     alpha: float | None = field(default=None, metadata={"help": "Patient weight; omitted: the doctors' recorded one."})
@@ -69,6 +71,7 @@ def guided_methods(script_args: EvaluateScriptArguments, patient, tokenizer, sam
 
 
 def main(script_args: EvaluateScriptArguments) -> None:
+    """Judge every method on the same prompts and seeds; write results.json, results.md and the plot."""
     from ..evaluation import (
         Method,
         best_of_n_generate_fn,
@@ -111,6 +114,7 @@ def main(script_args: EvaluateScriptArguments) -> None:
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
+    """The parser of `EvaluateScriptArguments` (`--config file.yaml` too)."""
     return TrlParser((EvaluateScriptArguments,), prog=prog)
 
 

@@ -14,6 +14,8 @@ from .arguments import PatientArguments
 
 @dataclass
 class GenerateScriptArguments(PatientArguments):
+    """The flags of `tfpo-hf generate`: the prompts, the doctors and their weights, decoding."""
+
     prompt: list[str] = field(
         default_factory=list, metadata={"help": "One or more user prompts (chat template applied)."}
     )
@@ -35,6 +37,7 @@ class GenerateScriptArguments(PatientArguments):
 
 
 def main(script_args: GenerateScriptArguments) -> None:
+    """Stream the patient's answer to each prompt, guided by the doctors when any are given."""
     from transformers import LogitsProcessorList, TextStreamer, set_seed
 
     from ..guidance.logits_process import DoctorLogitsProcessor
@@ -66,6 +69,7 @@ def main(script_args: GenerateScriptArguments) -> None:
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
+    """The parser of `GenerateScriptArguments` (`--config file.yaml` too)."""
     return TrlParser((GenerateScriptArguments,), prog=prog)
 
 

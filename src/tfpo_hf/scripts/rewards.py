@@ -15,10 +15,13 @@ from .arguments import DatasetArguments, PatientArguments
 
 @dataclass
 class RewardsScriptArguments(DatasetArguments, PatientArguments):
+    """The flags of `tfpo-hf rewards`: the dataset, the patient and where the scored dataset goes."""
+
     output: str = field(default="scored_dataset", metadata={"help": "Folder the scored dataset is saved to."})
 
 
 def main(script_args: RewardsScriptArguments, reward_config: TokenRewardConfig) -> None:
+    """Score every completion token of the dataset with the patient's two faces and save the scored dataset."""
     from ..rewards.scorer import TokenRewardScorer, reward_statistics
 
     dataset = script_args.load()
@@ -34,6 +37,7 @@ def main(script_args: RewardsScriptArguments, reward_config: TokenRewardConfig) 
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
+    """The parser of the script's flags and `TokenRewardConfig`'s (`--config file.yaml` too)."""
     return TrlParser((RewardsScriptArguments, TokenRewardConfig), prog=prog)
 
 

@@ -21,63 +21,74 @@ from ..training.config import TFPOConfig
 from .arguments import DatasetArguments, DoctorModelConfig, PatientArguments, resolve_peft_config
 
 
+# the longer help texts of `TrainScriptArguments`
+DOCTOR_HELP = (
+    "Doctor to start from (Hub id or path sharing the patient's tokenizer; `--model_name_or_path` says the same); "
+    "omitted: a copy of the patient (see --doctor_layers)."
+)
+DOCTOR_LAYERS_HELP = (
+    "Without --doctor: 0 copies the whole patient (fluent from the start; LoRA by default), K > 0 keeps its first K "
+    "layers (cheaper to decode, trained in full)."
+)
+MERGE_LORA_HELP = (
+    "Merge the LoRA adapter into the doctor before saving: a plain causal-LM checkpoint that does not need the base "
+    "model."
+)
+
+
 @dataclass
 class TrainScriptArguments(DatasetArguments, PatientArguments):
-    doctor: str | None = field(
-        default=None,
-        metadata={
-            "help": "Doctor to start from (Hub id or path sharing the patient's tokenizer; `--model_name_or_path` "
-            "says the same); omitted: a copy of the patient (see --doctor_layers)."
-        },
-    )
-    doctor_layers: int = field(
-        default=0,
-        metadata={
-            "help": "Without --doctor: 0 copies the whole patient (fluent from the start; LoRA by default), "
-            "K > 0 keeps its first K layers (cheaper to decode, trained in full)."
-        },
-    )
+    """The flags of `tfpo-hf train` besides `TFPOConfig`'s and the model's: the dataset, the patient, the doctor."""
+
+    doctor: str | None = field(default=None, metadata={"help": DOCTOR_HELP})
+    doctor_layers: int = field(default=0, metadata={"help": DOCTOR_LAYERS_HELP})
     eval_split: str | None = field(default=None, metadata={"help": "Split used for evaluation, if any."})
-    merge_lora: bool = field(
-        default=False,
-        metadata={
-            "help": "Merge the LoRA adapter into the doctor before saving: a plain causal-LM checkpoint that "
-            "does not need the base model."
-        },
+    merge_lora: bool = field(default=False, metadata={"help": MERGE_LORA_HELP})
+
+
+def named_doctor(script_args: TrainScriptArguments, model_args: DoctorModelConfig) -> str | None:
+    """The doctor to start from: `--doctor` or `--model_name_or_path` (the same one if both are given); None for a
+    copy of the patient."""
+    if script_args.doctor and model_args.model_name_or_path and script_args.doctor != model_args.model_name_or_path:
+        raise ValueError("--doctor and --model_name_or_path name two different doctors: give one of them.")
+    return script_args.doctor or model_args.model_name_or_path
+
+
+def doctor_load_kwargs(model_args: DoctorModelConfig) -> dict:
+    """The `from_pretrained` keywords TRL's model flags give a named doctor (revision, dtype, attention)."""
+    kwargs = dict(
+        revision=model_args.model_revision, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation
     )
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def load_datasets(script_args: TrainScriptArguments) -> dict:
+    """`TFPOTrainer`'s `train_dataset` and `eval_dataset` (None without `--eval_split`)."""
+    train_dataset = script_args.load()
+    eval_dataset = script_args.load(script_args.eval_split) if script_args.eval_split else None
+    return {"train_dataset": train_dataset, "eval_dataset": eval_dataset}
 
 
 def main(script_args: TrainScriptArguments, training_args: TFPOConfig, model_args: DoctorModelConfig) -> None:
+    """Score the dataset if needed, train the doctor (a named one or a copy of the patient) and save it."""
     from ..training.doctor_setup import doctor_from_patient
     from ..training.trainer import TFPOTrainer
 
-    doctor_name = script_args.doctor or model_args.model_name_or_path
-    if script_args.doctor and model_args.model_name_or_path and script_args.doctor != model_args.model_name_or_path:
-        raise ValueError("--doctor and --model_name_or_path name two different doctors: give one of them.")
-    script_args.doctor = doctor_name
-    peft_config = resolve_peft_config(model_args, whole_copy=doctor_name is None and script_args.doctor_layers == 0)
-    dataset = script_args.load()
-    eval_dataset = script_args.load(script_args.eval_split) if script_args.eval_split else None
+    script_args.doctor = named_doctor(script_args, model_args)
+    whole_copy = script_args.doctor is None and script_args.doctor_layers == 0
+    peft_config = resolve_peft_config(model_args, whole_copy=whole_copy)
+    datasets = load_datasets(script_args)
     patient, tokenizer = PatientArguments.load(script_args)
-    if doctor_name:
-        model_init_kwargs = {
-            "revision": model_args.model_revision,
-            "dtype": model_args.dtype,
-            "attn_implementation": model_args.attn_implementation,
-        }
-        training_args.model_init_kwargs = {k: v for k, v in model_init_kwargs.items() if v is not None} | (
-            training_args.model_init_kwargs or {}
-        )
-    doctor = doctor_name if doctor_name else doctor_from_patient(patient, script_args.doctor_layers)
-
+    if script_args.doctor:
+        training_args.model_init_kwargs = doctor_load_kwargs(model_args) | (training_args.model_init_kwargs or {})
+    doctor = script_args.doctor or doctor_from_patient(patient, script_args.doctor_layers)
     trainer = TFPOTrainer(
         doctor,
         patient_model=patient,
         args=training_args,
-        train_dataset=dataset,
-        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
+        **datasets,
     )
     del patient  # stage 1 is done
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -91,6 +102,7 @@ def main(script_args: TrainScriptArguments, training_args: TFPOConfig, model_arg
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
+    """The parser of the script's, `TFPOConfig`'s and the doctor's model flags (`--config file.yaml` too)."""
     return TrlParser((TrainScriptArguments, TFPOConfig, DoctorModelConfig), prog=prog)
 
 

@@ -13,20 +13,71 @@ REF_COLUMNS = ("ref_chosen_token_logps", "ref_rejected_token_logps")
 
 @dataclass
 class TokenRewardCollator:
-    """Pads chosen and rejected rows into one batch, prompts left-padded and responses right-padded, so every
-    response starts at the same column and the states s_0..s_T of row i sit at columns P-1..P+T-1.
+    r"""
+    Data collator for [`TFPOTrainer`]: pads tokenized preference pairs and their token rewards into one doctor batch,
+    the chosen completions in the first `batch_size` rows and the rejected ones in the next `batch_size`. Prompts are
+    left-padded and completions right-padded, so every completion starts at the same column and the states
+    s_0..s_T of every row sit in the same columns (`prompt_length - 1` to `prompt_length + T - 1`).
 
-    Each feature holds `prompt_ids`, `chosen_ids`, `chosen_token_rewards`, `rejected_ids` and
-    `rejected_token_rewards` (each rewards list as long as its ids list), and optionally the precomputed reference
-    log-probabilities `ref_chosen_token_logps` and `ref_rejected_token_logps` (as long as the ids).
-
-    Returns, for B features (rows 0..B-1 chosen, B..2B-1 rejected, P the longest prompt, T the longest response):
-        input_ids [2B, P+T], attention_mask [2B, P+T], completion_mask [2B, T] (1 on response tokens),
-        token_rewards [2B, T] (0 on padding), and ref_token_logps [2B, T] (0 on padding) when the features have them.
+    Each feature holds `prompt_ids`, `chosen_ids`, `chosen_token_rewards`, `rejected_ids` and `rejected_token_rewards`
+    (each rewards list as long as its ids list), and optionally the precomputed reference log-probabilities
+    `ref_chosen_token_logps` and `ref_rejected_token_logps` (as long as the ids).
 
     Args:
-        pad_token_id: id written on padding (never attended to; with EOS == PAD the masks tell them apart).
-        pad_to_multiple_of: round P and T up to a multiple of this.
+        pad_token_id (`int`):
+            The id written on padding. It is never attended to, so it may equal EOS (the masks tell them apart).
+        pad_to_multiple_of (`int`, *optional*):
+            If set, `prompt_length` and `completion_length` are each rounded up to a multiple of this value.
+
+    Return:
+        `dict[str, torch.Tensor]`, for `batch_size` features (`prompt_length`: the longest prompt,
+        `completion_length`: the longest completion):
+
+        - `input_ids` (`torch.LongTensor` of shape `(2 * batch_size, prompt_length + completion_length)`).
+        - `attention_mask` (`torch.LongTensor` of shape `(2 * batch_size, prompt_length + completion_length)`).
+        - `completion_mask` (`torch.LongTensor` of shape `(2 * batch_size, completion_length)`): 1 on completion
+          tokens.
+        - `token_rewards` (`torch.FloatTensor` of shape `(2 * batch_size, completion_length)`): 0 on padding.
+        - `ref_token_logps` (`torch.FloatTensor` of shape `(2 * batch_size, completion_length)`): 0 on padding; only
+          when the features hold reference log-probabilities.
+
+    Raises:
+        `ValueError`: a completion whose token rewards (or reference log-probabilities) are not as long as its ids.
+
+    Examples:
+
+    ```python
+    >>> from tfpo_hf import TokenRewardCollator
+
+    >>> collator = TokenRewardCollator(pad_token_id=0)
+    >>> batch = collator([
+    ...     {"prompt_ids": [5, 6, 7], "chosen_ids": [8, 9], "chosen_token_rewards": [0.5, 0.0],
+    ...      "rejected_ids": [10], "rejected_token_rewards": [-0.75]},
+    ...     {"prompt_ids": [11], "chosen_ids": [12, 13, 14], "chosen_token_rewards": [0.0, 0.25, 0.0],
+    ...      "rejected_ids": [15, 16], "rejected_token_rewards": [0.0, -0.5]},
+    ... ])
+    >>> print(batch["input_ids"])  # chosen rows, then rejected rows; prompts left-padded, completions right-padded
+    tensor([[ 5,  6,  7,  8,  9,  0],
+            [ 0,  0, 11, 12, 13, 14],
+            [ 5,  6,  7, 10,  0,  0],
+            [ 0,  0, 11, 15, 16,  0]])
+    >>> print(batch["attention_mask"])
+    tensor([[1, 1, 1, 1, 1, 0],
+            [0, 0, 1, 1, 1, 1],
+            [1, 1, 1, 1, 0, 0],
+            [0, 0, 1, 1, 1, 0]])
+    >>> print(batch["completion_mask"])
+    tensor([[1, 1, 0],
+            [1, 1, 1],
+            [1, 0, 0],
+            [1, 1, 0]])
+    >>> print(batch["token_rewards"])
+    tensor([[ 0.5000,  0.0000,  0.0000],
+            [ 0.0000,  0.2500,  0.0000],
+            [-0.7500,  0.0000,  0.0000],
+            [ 0.0000, -0.5000,  0.0000]])
+
+    ```
     """
 
     pad_token_id: int
@@ -81,7 +132,8 @@ class TokenRewardCollator:
 
     @staticmethod
     def _pad_completion_values(values: list[list[float]], completion_mask: torch.Tensor) -> torch.Tensor:
-        """Per-token values of each response, right-padded with zeros to [2B, T]."""
+        """Per-token values of each completion, right-padded with zeros to the shape of `completion_mask`,
+        `(2 * batch_size, completion_length)`."""
         padded = torch.zeros(completion_mask.shape, dtype=torch.float32)
         for row, row_values in enumerate(values):
             if len(row_values) != int(completion_mask[row].sum()):

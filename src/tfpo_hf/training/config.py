@@ -30,7 +30,8 @@ FLOW_REFERENCES = ("initial", "none")
 @dataclass
 class TFPOConfig(_TokenRewardFields, TrainingArguments):
     r"""
-    Configuration class for [`TFPOTrainer`].
+    Configuration class for [`TFPOTrainer`]: the TFPO loss, the data preprocessing, the stage-1 reward settings used
+    when the trainer scores a dataset itself, and the decoding defaults saved with the doctor.
 
     This class includes only the parameters that are specific to TFPO training. For a full list of training
     arguments, please refer to the [`~transformers.TrainingArguments`] documentation. Note that default values in
@@ -40,7 +41,7 @@ class TFPOConfig(_TokenRewardFields, TrainingArguments):
     into [argparse](https://docs.python.org/3/library/argparse#module-argparse) arguments that can be specified on
     the command line.
 
-    Parameters:
+    Args:
         > Parameters that control the model
 
         model_init_kwargs (`dict[str, Any]` or `str`, *optional*):
@@ -54,14 +55,14 @@ class TFPOConfig(_TokenRewardFields, TrainingArguments):
         dataset_num_proc (`int`, *optional*):
             Number of processes to use for scoring and tokenizing the dataset.
         max_length (`int` or `None`, *optional*, defaults to `1024`):
-            Maximum length of prompt + response (tokens) for the doctor, at least 2. Longer pairs are truncated as
+            Maximum length of prompt + completion (tokens) for the doctor, at least 2. Longer pairs are truncated as
             `truncation_mode` says. If `None`, no truncation is applied.
         max_prompt_length (`int` or `None`, *optional*, defaults to `None`):
             Maximum prompt length (tokens), at least 1; longer prompts keep their last tokens. If `None`, no limit.
         truncation_mode (`str`, *optional*, defaults to `"keep_start"`):
-            Truncation mode when prompt + response exceeds `max_length`: `"keep_start"` cuts the end of the
-            response; `"keep_end"` first drops prompt tokens from the start (at least one is kept), then cuts the
-            response.
+            Truncation mode when prompt + completion exceeds `max_length`: `"keep_start"` cuts the end of the
+            completion; `"keep_end"` first drops prompt tokens from the start (at least one is kept), then cuts the
+            completion.
         pad_to_multiple_of (`int`, *optional*):
             If set, the collator pads each batch's sequences to a multiple of this value.
 
@@ -119,6 +120,29 @@ class TFPOConfig(_TokenRewardFields, TrainingArguments):
     > - `learning_rate`: Defaults to `1e-5` instead of `5e-5`.
     > - `logging_steps`: Defaults to `10` instead of `500`.
     > - `remove_unused_columns`: Defaults to `False` instead of `True` (the TFPO collator picks its columns).
+
+    Examples:
+
+    ```python
+    >>> from transformers import HfArgumentParser
+    >>> from tfpo_hf import TFPOConfig
+
+    >>> args = TFPOConfig("my-doctor", lambda_value=0.5, report_to="none")
+    >>> args.flow_reference, args.lambda_value, args.gamma, args.learning_rate, args.guidance_beta
+    ('initial', 0.5, 0.1, 1e-05, 2.0)
+    >>> args.to_token_reward_config().theta  # the stage-1 settings, as a TokenRewardConfig
+    0.5
+
+    >>> # From command-line flags, as `tfpo-hf train` reads them
+    >>> parser = HfArgumentParser(TFPOConfig)
+    >>> (args,) = parser.parse_args_into_dataclasses(
+    ...     ["--output_dir", "my-doctor", "--flow_reference", "none", "--theta", "0.3", "--report_to", "none",
+    ...      "--model_init_kwargs", '{"dtype": "bfloat16"}']
+    ... )
+    >>> args.flow_reference, args.theta, args.model_init_kwargs
+    ('none', 0.3, {'dtype': 'bfloat16'})
+
+    ```
     """
 
     # Parameters whose default values are overridden from TrainingArguments

@@ -1,5 +1,6 @@
 """The one place a doctor is built: from a model id, a causal LM or a copy of the patient (whole or truncated),
-with LoRA or in full, and where what it was trained with is recorded in its `DoctorConfig`."""
+with LoRA (the default settings the CLI and the demo use are here) or in full, and where what it was trained with
+is recorded in its `DoctorConfig`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,40 @@ from ..doctor.modeling import DoctorModel
 from ..guidance.loading import check_vocabulary, saved_tokenizer
 from ..utils.adapters import base_model_name_or_path, has_adapter
 from .config import TFPOConfig
+
+
+# The LoRA a doctor trains with by default (`tfpo-hf train`, the demo): rank 16, alpha 32, every linear layer, no
+# dropout; on a whole copy of the patient only (see `doctor_uses_lora`).
+DEFAULT_LORA_RANK = 16
+DEFAULT_LORA_ALPHA = 32
+DEFAULT_LORA_TARGET_MODULES = "all-linear"
+DEFAULT_LORA_DROPOUT = 0.0
+
+
+def doctor_uses_lora(whole_copy: bool, use_peft: bool | None = None) -> bool:
+    """Whether a doctor trains with LoRA: `use_peft` when given, else exactly when the doctor is a whole copy of the
+    patient (`whole_copy`). A truncated copy or a separate doctor trains in full by default: a truncated copy's
+    adapter could not be reloaded (its base checkpoint is the full-depth patient)."""
+    return whole_copy if use_peft is None else use_peft
+
+
+def default_lora_config():
+    """The doctor's default `peft.LoraConfig` (a causal LM; rank, alpha, targets and dropout as above)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=DEFAULT_LORA_RANK,
+        lora_alpha=DEFAULT_LORA_ALPHA,
+        target_modules=DEFAULT_LORA_TARGET_MODULES,
+        lora_dropout=DEFAULT_LORA_DROPOUT,
+        bias="none",
+    )
+
+
+def default_peft_config(whole_copy: bool):
+    """`default_lora_config()` for a whole copy of the patient, None (train in full) for any other doctor."""
+    return default_lora_config() if doctor_uses_lora(whole_copy) else None
 
 
 def doctor_from_patient(patient: PreTrainedModel, num_layers: int = 0) -> DoctorModel:

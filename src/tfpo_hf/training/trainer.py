@@ -55,24 +55,87 @@ def padding_id(processing_class: PreTrainedTokenizerBase) -> int:
 
 
 class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
-    """Trainer for a TFPO doctor: L = L_SubTB(chosen and rejected rows) + lambda_value * L_value.
+    r"""
+    Trainer for a TFPO doctor (LLMdoctor, stage 2), a [`~transformers.Trainer`]: the doctor (a causal LM with a value
+    head) learns from the token rewards of preference pairs with the loss
 
-    The flow's prefix score is log Q(s_t) = sum_{k<=t} [r_k + log pi_ref(y_k | s_{k-1})] with pi_ref the doctor's
-    initial weights (`args.flow_reference="initial"`: a LoRA doctor's base, a full-weight doctor as it is when the
-    trainer is built), or the cumulative reward alone (`"none"`, the paper's literal form). Reference
-    log-probabilities carry no grad; they are computed once into dataset columns (`precompute_ref_log_probs`) or per
-    batch (LoRA: adapter disabled; full weights: a frozen copy).
+        L = L_SubTB(chosen and rejected rows) + lambda_value * L_value(chosen against rejected states)
+
+    where the subtrajectory-balance flow has the prefix score log Q(s_t) = sum_{k<=t} [r_k + log pi_ref(y_k | s_{k-1})].
+    The reference pi_ref is the doctor's initial weights (`args.flow_reference="initial"`: a LoRA doctor's base, a
+    full-weight doctor as it is when the trainer is built), or nothing (`"none"`, the paper's literal flow, kept as an
+    ablation). Reference log-probabilities carry no grad: they are computed once into dataset columns
+    (`args.precompute_ref_log_probs`) or per batch (LoRA: adapter disabled; full weights: a frozen copy,
+    `.ref_model`). The trainer records in the doctor's `doctor_config.json` what it was trained with and how to decode
+    it (ratio guidance at `args.guidance_beta`), and writes a model card on save.
 
     Args:
-        model: a `DoctorModel`, a causal LM (a value head is added), or a model id / path.
-        patient_model: the frozen patient; needed only when `train_dataset` has no token rewards yet, in which
-            case stage 1 runs once before training (cached by the dataset fingerprint) and the patient is dropped.
-        args: a `TFPOConfig`.
-        data_collator: defaults to `TokenRewardCollator`.
-        train_dataset, eval_dataset: preference datasets in TRL's formats, or already scored ones.
-        processing_class: the tokenizer shared by patient and doctor (loaded from `model` when omitted).
-        peft_config: a PEFT config; LoRA goes on the LM, the value head is trained in full.
-        callbacks: extra `TrainerCallback`s.
+        model (`DoctorModel`, `PreTrainedModel` or `str`):
+            The doctor: a [`DoctorModel`], a causal LM (a zero-initialised value head is added), or a model id / path
+            (loaded with `DoctorModel.from_pretrained(model, **args.model_init_kwargs)`).
+        patient_model (`PreTrainedModel`, *optional*):
+            The frozen patient. Needed only when a dataset has no token rewards yet: stage 1 then runs once, here, in
+            the constructor (cached by the dataset fingerprint), and the trainer keeps no reference to the patient.
+        args ([`TFPOConfig`], *optional*):
+            The training arguments. Defaults to `TFPOConfig("<model name>-TFPO")`.
+        data_collator (`Callable`, *optional*):
+            Defaults to [`TokenRewardCollator`], padding with the tokenizer's pad token (else EOS).
+        train_dataset (`datasets.Dataset`, *optional*):
+            A preference dataset in one of TRL's formats (`prompt` / `chosen` / `rejected`, standard or
+            conversational, or implicit-prompt `chosen` / `rejected`), or an already scored one holding `prompt_ids`,
+            `chosen_ids`, `chosen_token_rewards`, `rejected_ids` and `rejected_token_rewards`.
+        eval_dataset (`datasets.Dataset` or `dict[str, datasets.Dataset]`, *optional*):
+            Same formats as `train_dataset`.
+        processing_class (`PreTrainedTokenizerBase`, *optional*):
+            The tokenizer shared by patient and doctor. Defaults to the tokenizer of the doctor's checkpoint.
+        compute_metrics (`Callable`, *optional*):
+            As in [`~transformers.Trainer`]; its predictions are the doctor's summed log-probabilities of shape
+            `(num_examples, 2)` (chosen, rejected) and its labels 0 (the chosen column).
+        callbacks (`list[TrainerCallback]`, *optional*):
+            Extra callbacks.
+        optimizers (`tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]`, *optional*, defaults to `(None, None)`):
+            As in [`~transformers.Trainer`]. By default the value head gets its own parameter group when
+            `args.value_head_learning_rate` is set.
+        peft_config (`peft.PeftConfig`, *optional*):
+            A PEFT config (such as `LoraConfig`): the adapter goes on the doctor's LM; the value head is trained in
+            full. Refused for a doctor that already holds an adapter, and for LoRA on a truncated copy of the patient.
+
+    Override [`~TFPOTrainer.loss_terms`] to train the doctor with another loss on the same batches (as the GenARM-style
+    `TrajectoryBTTrainer` does). Logged, per step: `loss/subtb`, `loss/value`, `flow/log_v_mean`,
+    `token_rewards/nonzero_fraction`, `logps/chosen`, `logps/rejected`, `logps/accuracies`, `logps/margins`,
+    `num_tokens` and, with a reference, `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins`.
+
+    Examples:
+
+    ```python
+    >>> import tempfile
+    >>> from datasets import Dataset
+    >>> from transformers import PrinterCallback
+    >>> from tfpo_hf import DoctorConfig, DoctorModel, TFPOConfig, TFPOTrainer
+    >>> from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
+
+    >>> # An already scored dataset (what TokenRewardScorer.score_dataset adds); pass patient_model= to score one
+    >>> scored = Dataset.from_list([
+    ...     {"prompt_ids": [1, 75, 108], "chosen_ids": [75, 104, 2], "chosen_token_rewards": [0.9, 0.0, 0.0],
+    ...      "rejected_ids": [81, 2], "rejected_token_rewards": [-0.8, 0.0]},
+    ... ] * 4)
+    >>> output_dir = tempfile.TemporaryDirectory()
+    >>> args = TFPOConfig(output_dir.name, max_steps=2, per_device_train_batch_size=2, logging_steps=1,
+    ...                   save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True)
+    >>> trainer = TFPOTrainer(DoctorModel(tiny_causal_lm()), args=args, train_dataset=scored,
+    ...                       processing_class=tiny_tokenizer())
+    >>> trainer.remove_callback(PrinterCallback)  # the logs stay in trainer.state.log_history
+    >>> trainer.train().global_step
+    2
+    >>> sorted(name for name in trainer.state.log_history[0] if name.startswith(("loss/", "rewards/")))
+    ['loss/subtb', 'loss/value', 'rewards/accuracies', 'rewards/chosen', 'rewards/margins', 'rewards/rejected']
+    >>> trainer.save_model()  # the LM, value_head.safetensors, doctor_config.json, a model card, the tokenizer
+    >>> saved = DoctorConfig.from_pretrained(output_dir.name)
+    >>> saved.flow_reference, saved.guidance, saved.beta
+    ('initial', 'ratio', 2.0)
+    >>> output_dir.cleanup()
+
+    ```
     """
 
     _tag_names = ["trl", "tfpo", "llmdoctor"]
@@ -164,7 +227,8 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """One forward of the doctor over the 2B chosen + rejected rows, the loss of `loss_terms` and its metrics."""
+        """One forward of the doctor over the chosen and rejected rows (`2 * batch_size` of them), the loss of
+        `loss_terms` and its metrics."""
         mode = "train" if self.model.training else "eval"
         logps, outputs = completion_forward(model, inputs)
         ref_logps = self.compute_ref_logps(inputs) if self.uses_reference else None
@@ -181,14 +245,22 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss and its named terms (logged as `loss/<name>`): override this to train the doctor another way.
 
-        TFPO: L_SubTB over the 2B rows plus lambda_value * L_value over the aligned chosen/rejected states.
+        TFPO: L_SubTB over the chosen and rejected rows plus lambda_value * L_value over the aligned chosen/rejected
+        states.
 
         Args:
-            inputs: the `TokenRewardCollator` batch (`completion_mask` and `token_rewards` are `(2B, T)`, chosen rows
-                first).
-            logps: `(2B, T)` the doctor's log pi(y_{t+1} | s_t) of each completion token.
-            log_values: `(2B, T + 1)` log V(s_t) of the states s_0..s_T.
-            ref_logps: `(2B, T)` the reference's log-probabilities, or None when the flow has no reference.
+            inputs (`dict[str, torch.Tensor]`):
+                The [`TokenRewardCollator`] batch: `completion_mask` and `token_rewards` of shape
+                `(2 * batch_size, completion_length)`, the `batch_size` chosen rows first.
+            logps (`torch.Tensor` of shape `(2 * batch_size, completion_length)`):
+                The doctor's log pi(y_{t+1} | s_t) of each completion token.
+            log_values (`torch.Tensor` of shape `(2 * batch_size, completion_length + 1)`):
+                log V(s_t) of the states s_0..s_T.
+            ref_logps (`torch.Tensor` of shape `(2 * batch_size, completion_length)`, *optional*):
+                The reference's log-probabilities of the same tokens; `None` when the flow has no reference.
+
+        Return:
+            `tuple[torch.Tensor, dict[str, torch.Tensor]]`: the scalar loss and its named terms.
         """
         completion_mask = inputs["completion_mask"]
         rewards = inputs["token_rewards"] * completion_mask
@@ -236,8 +308,8 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
             self._metrics[mode][name].append(gather(metric).float().mean().item())
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """The loss and, for `compute_metrics`, the doctor's summed log-probabilities `(B, 2)` of (chosen, rejected),
-        with labels 0 (the chosen column), as TRL's DPO returns its chosen/rejected rewards."""
+        """The loss and, for `compute_metrics`, the doctor's summed log-probabilities of shape `(batch_size, 2)`
+        (chosen, rejected), with labels 0 (the chosen column), as TRL's DPO returns its chosen/rejected rewards."""
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)

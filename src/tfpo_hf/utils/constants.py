@@ -15,7 +15,7 @@ from transformers.utils import (  # noqa: F401  (re-exported: one place for ever
 # A doctor's own files, beside its LM checkpoint.
 VALUE_HEAD_WEIGHTS_NAME = "value_head.safetensors"
 DOCTOR_CONFIG_NAME = "doctor_config.json"  # `DoctorConfig`
-LEGACY_DOCTOR_CONFIG_NAME = "doctor_config.json"  # what doctors saved before 0.1.0 call it: still read
+LEGACY_DOCTOR_CONFIG_NAME = "tfpo_config.json"  # what doctors saved before 0.1.0 call it: still read
 
 # `Trainer`'s checkpoint files, as transformers.trainer names them (importing it would pull in the whole Trainer).
 TRAINER_STATE_NAME = "trainer_state.json"

@@ -1,0 +1,79 @@
+"""The options of `tfpo-hf demo`: sizes, training, decoding and the judge, one flag per field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..training.config import DEFAULT_GUIDANCE_BETA
+from .prompts import load_prompts
+
+
+DEMO_LEARNING_RATE = 5e-4  # measured with the betas on the validation prompts: docs/results.md
+DOCTOR_LAYERS_HELP = (
+    "0: the doctor is a LoRA copy of the patient (default: it starts as a fluent LM); K > 0: the patient's first K "
+    "layers, trained in full (cheaper to decode, but a poor LM at the start)."
+)
+
+
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """A field with its `--help` text (and any other parser metadata); a list default is copied per instance."""
+    if isinstance(default, list):
+        return field(default_factory=default.copy, metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class DemoArguments:
+    """The options of `tfpo-hf demo` (sizes, training, decoding and the judge); `quick` shrinks the sizes."""
+
+    output_dir: str = option("tfpo_demo", "Report directory.")
+    quick: bool = option(False, "A 2-minute version with tiny sizes (used by the tests).")
+    train_prompts: int = option(
+        96, "Training prompts: `validation_prompts` of them choose betas, the rest make pairs."
+    )
+    validation_prompts: int = option(32, "Training prompts held out of the pairs to choose each baseline's beta.")
+    eval_prompts: int = option(64, "Held-out prompts of the reported evaluation.")
+    seeds: list[int] = option([0, 1], "Sampling seeds of the evaluation.")
+    samples_per_prompt: int = option(4, "Patient samples per training prompt (best vs worst).")
+    max_new_tokens: int = option(32, "Tokens generated per completion.")
+    doctor_layers: int = option(0, DOCTOR_LAYERS_HELP)
+    epochs: float = option(2.0, "Training epochs of every trained method.")
+    learning_rate: float = option(
+        DEMO_LEARNING_RATE, "Learning rate of every trained method (LoRA of both doctors and DPO)."
+    )
+    value_head_learning_rate: float | None = option(
+        None, "Value-head learning rate of the TFPO doctors (None: --learning_rate)."
+    )
+    theta: float = option(0.5, "Token-reward sparsity threshold.")
+    lambda_value: float = option(0.1, "Weight of the value-discrimination loss.")
+    guidance_beta: float = option(DEFAULT_GUIDANCE_BETA, "LLMdoctor's beta (ratio guidance), saved as its default.")
+    baseline_betas: list[float] = option(
+        [1.0, 2.0, 4.0], "Betas swept on the validation prompts; each baseline doctor is evaluated at its best."
+    )
+    temperature: float = option(0.7, "Sampling temperature of every sampled method.")
+    top_p: float = option(0.9, "Nucleus threshold of every sampled method.")
+    best_of_n: int = option(4, "N of the best-of-N baseline (0 skips it).")
+    baselines: bool = option(True, "Train and evaluate the GenARM-style and DPO baselines.")
+    ablation: bool = option(True, "Train and evaluate the paper-literal flow (no flow reference) as an ablation.")
+    patient_dtype: str = option(
+        "bfloat16", "Patient dtype for sampling and decoding.", choices=["float32", "bfloat16"]
+    )
+    judge: str = option("vader", "Built-in judge name.")
+    seed: int = option(0, "Random seed (prompt split, pairs, training).")
+
+    def __post_init__(self):
+        if self.quick:
+            self.train_prompts, self.validation_prompts, self.eval_prompts = 16, 4, 6
+            self.samples_per_prompt, self.max_new_tokens, self.epochs = 2, 12, 1.0
+            self.baseline_betas, self.seeds, self.best_of_n = [1.0, 2.0], [0], 2
+        if not 0 < self.validation_prompts < self.train_prompts:
+            raise ValueError(
+                f"validation_prompts ({self.validation_prompts}) must be at least 1 and fewer than train_prompts "
+                f"({self.train_prompts}): the rest of the training prompts make the preference pairs."
+            )
+        if self.train_prompts + self.eval_prompts > len(load_prompts()):
+            raise ValueError(
+                f"train_prompts + eval_prompts = {self.train_prompts + self.eval_prompts} is more than the "
+                f"{len(load_prompts())} shipped prompts."
+            )

@@ -1,0 +1,1 @@
+"""Scripts the tests run in subprocesses (`python -m tests.scripts.<name>`, with the repository root on PYTHONPATH)."""

@@ -1,0 +1,83 @@
+"""The demo's prompt split and import surface; `tfpo-hf demo --quick` on the real SmolLM2 patient writes a complete
+report (not that the doctor wins)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tfpo_hf.cli import main
+from tfpo_hf.demo.arguments import DemoArguments
+from tfpo_hf.demo.prompts import split_prompts
+from tfpo_hf.training.config import DEFAULT_GUIDANCE_BETA
+
+
+DOCTOR = f"LLMdoctor beta={DEFAULT_GUIDANCE_BETA:g}"
+# What benchmarks/sweep_quality.py, scripts/demo.py and scripts/evaluate.py import from the pipeline and the package.
+PIPELINE_NAMES = (
+    "DemoArguments DemoContext DoctorFamily Method build_preference_pairs chat guided_method load_prompts run_demo "
+    "score_pairs split_prompts train_doctor train_dpo unguided_method"
+).split()
+
+
+def test_pipeline_and_package_keep_their_public_names():
+    import tfpo_hf.demo
+    import tfpo_hf.demo.pipeline
+
+    assert all(hasattr(tfpo_hf.demo.pipeline, name) for name in PIPELINE_NAMES)
+    assert all(hasattr(tfpo_hf.demo, name) for name in tfpo_hf.demo.__all__)
+    assert {"chat", "load_prompts", "run_demo"} <= set(tfpo_hf.demo.__all__)
+
+
+def test_demo_does_not_import_the_scripts():
+    """The CLI layer (`tfpo_hf.scripts`) sits on top of the demo: the demo takes its defaults from the library."""
+    code = "import json, sys, tfpo_hf.demo; print(json.dumps(sorted(m for m in sys.modules if 'scripts' in m)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert not [name for name in json.loads(result.stdout.splitlines()[-1]) if name.startswith("tfpo_hf.scripts")]
+
+
+def test_split_prompts_is_seeded_disjoint_and_sized():
+    args = DemoArguments(quick=True)
+    pairs, validation, evaluation = split_prompts(args)
+    assert (len(pairs), len(validation), len(evaluation)) == (12, 4, 6)
+    openings = [prompt[0]["content"] for prompt in pairs + validation + evaluation]
+    assert len(set(openings)) == len(openings)
+    assert split_prompts(args) == (pairs, validation, evaluation)
+    assert split_prompts(DemoArguments(quick=True, seed=1)) != (pairs, validation, evaluation)
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report_files_with_numbers(tmp_path):
+    main(["demo", "--quick", "--output_dir", str(tmp_path)])
+    for name in ("report.md", "results.json", "reward_vs_diversity.png", "token_rewards.html", "token_rewards.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "doctor" / "value_head.safetensors").exists()
+    saved = json.loads((tmp_path / "doctor" / "doctor_config.json").read_text())
+    assert saved["guidance"] == "ratio" and saved["guidance_reference"] == "patient"
+    literal = json.loads((tmp_path / "literal_doctor" / "doctor_config.json").read_text())
+    assert literal["guidance"] == "mix" and literal["flow_reference"] == "none"
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    names = [m["name"] for m in results["methods"]]
+    assert names[0] == "patient (sampling)" and "DPO (TRL, LoRA)" in names and "best-of-2 (judge)" in names
+    chosen = results["metadata"]["chosen_betas"]
+    assert chosen["LLMdoctor, literal flow"] == 1.0 and chosen["GenARM-style"] in (1.0, 2.0)
+    assert f"GenARM-style beta={chosen['GenARM-style']:g}" in names and DOCTOR in names
+    assert "LLMdoctor, literal flow beta=1" in names
+    validation = results["metadata"]["validation"]
+    assert [row["name"] for row in validation] == ["patient (sampling)", "GenARM-style beta=1", "GenARM-style beta=2"]
+    for method in results["methods"]:
+        for key in ("mean_score", "win_rate", "distinct_2", "self_bleu", "seconds_per_sample"):
+            assert isinstance(method[key], float), (method["name"], key)
+        low, high = method["score_interval"]
+        assert low <= method["mean_score"] <= high
+    report = (tmp_path / "report.md").read_text()
+    for heading in (
+        "## Held-out evaluation",
+        "## Head to head",
+        "## Targets",
+        "## Beta choice on the validation prompts",
+    ):
+        assert heading in report, heading
+    assert f"| {DOCTOR} | DPO (TRL, LoRA) |" in report and "Token rewards:" in report

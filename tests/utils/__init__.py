@@ -1,0 +1,1 @@
+"""`tfpo_hf.utils`: PEFT adapter switching and the embedded default patient."""
