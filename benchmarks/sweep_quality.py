@@ -40,7 +40,9 @@ from tfpo_hf.demo import (
     unguided_method,
 )
 from tfpo_hf.demo.arguments import DEMO_LEARNING_RATE, option
-from tfpo_hf.evaluation import MethodResult, evaluate_methods, patient_generate_fn
+from tfpo_hf.demo.doctors import load_for_decoding
+from tfpo_hf.demo.methods import sampled_method
+from tfpo_hf.evaluation import MethodResult, evaluate_methods
 from tfpo_hf.training.baselines import TrajectoryBTTrainer
 from tfpo_hf.training.trainer import TFPOTrainer
 
@@ -142,7 +144,7 @@ def sweep_doctors(context: DemoContext, sweep: SweepArguments, pairs, evaluate: 
         setting_context = replace(context, args=args)
         clock = time.perf_counter()
         scored, _ = score_pairs(setting_context, pairs)
-        doctor = train_doctor(setting_context, family, scored)
+        doctor = load_for_decoding(setting_context, train_doctor(setting_context, family, scored))
         methods = [guided_method(setting_context, f"beta={beta:g}", doctor, beta) for beta in sweep.betas]
         evaluate(setting, methods, time.perf_counter() - clock)
 
@@ -151,9 +153,9 @@ def sweep_dpo(context: DemoContext, sweep: SweepArguments, pairs, evaluate: Call
     """Train and evaluate DPO per learning rate."""
     for learning_rate in sweep.dpo_learning_rates:
         clock = time.perf_counter()
-        model = train_dpo(replace(context, args=replace(context.args, learning_rate=learning_rate)), pairs)
-        generate = patient_generate_fn(model, context.tokenizer, batch_size=8, **context.sampling)
-        evaluate(f"DPO lr={learning_rate:g}", [Method("DPO", generate)], time.perf_counter() - clock)
+        dpo_context = replace(context, args=replace(context.args, learning_rate=learning_rate))
+        folder = train_dpo(dpo_context, pairs, context.patient, "DPO", "sweep_dpo")
+        evaluate(f"DPO lr={learning_rate:g}", [sampled_method(context, "DPO", folder)], time.perf_counter() - clock)
 
 
 def run_sweep(demo_args: DemoArguments, sweep: SweepArguments) -> None:

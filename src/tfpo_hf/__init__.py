@@ -32,9 +32,12 @@ _EXPORTS = {
     "TokenRewardCollator": ".training.collator",
     "DoctorLogitsProcessor": ".guidance.logits_process",
     "GuidedModel": ".guidance.guided_model",
+    "BetaChoice": ".guidance.beta_choice",
+    "choose_beta": ".guidance.beta_choice",
     "load_default_patient": ".utils.embedded_patient",
 }
 __all__ = [
+    "BetaChoice",
     "DoctorConfig",
     "DoctorLogitsProcessor",
     "DoctorModel",
@@ -45,6 +48,7 @@ __all__ = [
     "TokenRewardConfig",
     "TokenRewardScorer",
     "TokenRewards",
+    "choose_beta",
     "load_default_patient",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -52,6 +56,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:
     from .doctor.config import DoctorConfig
     from .doctor.modeling import DoctorModel
+    from .guidance.beta_choice import BetaChoice, choose_beta
     from .guidance.guided_model import GuidedModel
     from .guidance.logits_process import DoctorLogitsProcessor
     from .rewards.config import TokenRewardConfig

@@ -95,14 +95,17 @@ def random_causal_lm_like(name_or_path: str, dtype: torch.dtype = torch.float32,
     return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name_or_path), dtype=dtype).eval()
 
 
-def tiny_lora_doctor(base, seed: int | None = None, target_modules="all-linear"):
+def tiny_lora_doctor(base, seed: int | None = None, target_modules="all-linear", **lora_kwargs):
     """A LoRA adapter (r = 4) on a copy of `base`. With `seed=None` the adapter is as PEFT initialises it (it adds
-    exactly zero: the doctor equals its base); with a seed its `lora_B` weights are random, so it differs."""
+    exactly zero: the doctor equals its base); with a seed its `lora_B` weights are random, so it differs. Other
+    keyword arguments go to `LoraConfig` (`use_dora=True`, ...)."""
     import copy
 
     from peft import LoraConfig, get_peft_model
 
-    doctor = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=target_modules))
+    doctor = get_peft_model(
+        copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=target_modules, **lora_kwargs)
+    )
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():

@@ -20,7 +20,14 @@ BENCHMARKS = REPO_ROOT / "benchmarks"
 # HfArgumentParser (TrlParser) turns into flags.
 SMOKE_FLAG = re.compile(r"""["']--smoke["']|^\s*smoke\s*:\s*bool\b""", re.MULTILINE)
 # Scripts that must have one; any other script with the flag runs too.
-REQUIRED = ("bench_generate.py", "bench_import.py", "bench_rewards.py", "bench_subtb.py", "bench_train.py")
+REQUIRED = (
+    "bench_generate.py",
+    "bench_import.py",
+    "bench_pair.py",
+    "bench_rewards.py",
+    "bench_subtb.py",
+    "bench_train.py",
+)
 # A figure each of them prints (a table row or a result line with its numbers); a script not listed here must print
 # at least one line holding a number.
 FIGURES = {
@@ -31,6 +38,10 @@ FIGURES = {
         r"^ratio, LoRA doctor, reference base +\d+ +\d+\.\d+",
         r"^doctor same size: step cost \d+\.\d+ x patient",
         r"^ +2 +\d+\.\d+ +\d+\.\d+ +\d+\.\d+ .*%",  # the fused-path table's row for batch 2
+    ],
+    "bench_pair.py": [
+        r"^LoRA doctor \+ base rows, one forward +\d+\.\d+ +\d+\.\d+ +\d+\.\d+ +\d+\.\d+ +\d+\.\d+$",
+        r"^target: guided <= 1\.50x plain: \d+\.\d+x",
     ],
     "bench_train.py": [r"^TFPOTrainer +tokens/s: best +\d+", r"^TFPO / DPO throughput ratio: best \d+\.\d+"],
     "bench_import.py": [r"^lazy: +tfpo_hf\.DoctorLogitsProcessor +\d+\.\d+ +\d+\.\d+$", r"^eager / lazy \(medians\)"],

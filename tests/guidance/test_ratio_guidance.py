@@ -19,9 +19,11 @@ from ..helpers.generation import ATOL, PROMPTS, assert_same_generation, encode, 
 from ..helpers.reference_guidance import ReferenceGuidanceProcessor
 
 
-def lora_doctor(base, trained: bool, seed: int = 7):
+def lora_doctor(base, trained: bool, seed: int = 7, use_dora: bool = False):
     """A LoRA adapter on a copy of `base`: the adapter untouched (equal to its base) or with random weights."""
-    return tiny_lora_doctor(base, seed if trained else None, target_modules=["q_proj", "v_proj", "down_proj"])
+    return tiny_lora_doctor(
+        base, seed if trained else None, target_modules=["q_proj", "v_proj", "down_proj"], use_dora=use_dora
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +126,8 @@ def test_two_doctors_with_their_own_references_match_the_loop(saved_patient, tra
 
 
 def test_one_cached_forward_per_token_for_doctor_and_base(saved_patient, trained_doctor, tokenizer):
-    """Ratio guidance against a LoRA base costs two cached single-token forwards per step, never a re-run."""
+    """Ratio guidance against a LoRA base costs one cached single-token forward per step, of twice the rows (adapter
+    rows, then base rows), never a re-run; the processor's scores are those of two separate models."""
     counted = lora_doctor(saved_patient, trained=True)
     calls = []
     original_forward = counted.forward
@@ -143,8 +146,25 @@ def test_one_cached_forward_per_token_for_doctor_and_base(saved_patient, trained
     processor = DoctorLogitsProcessor(counted, betas=1.0, references="base", attention_mask=inputs.attention_mask)
     generate(saved_patient, inputs, processor, min_new_tokens=4, max_new_tokens=4)
     rows, width = inputs.input_ids.shape
-    prefill = [((rows, width), False), ((rows, width), True)]
-    assert calls == prefill + [((rows, 1), False), ((rows, 1), True)] * 3
+    assert calls == [((2 * rows, width), False)] + [((2 * rows, 1), False)] * 3
+
+
+@pytest.mark.parametrize("use_dora", [False, True])
+def test_doctor_and_base_in_one_batch_score_like_two_models(saved_patient, tokenizer, use_dora):
+    """Adapter rows and base rows in one forward give the scores of the doctor and of its base run apart (a DoRA
+    adapter, which PEFT cannot mix per row, falls back to two forwards and gives them too)."""
+    doctor = lora_doctor(saved_patient, trained=True, use_dora=use_dora)
+    base = copy.deepcopy(saved_patient)
+    inputs = encode(tokenizer, PROMPTS)
+    fast = DoctorLogitsProcessor(doctor, betas=1.5, references="base", attention_mask=inputs.attention_mask)
+    assert fast._base_in_batch == [not use_dora]
+    loop = ReferenceGuidanceProcessor([doctor], [1.5], references=[base], attention_mask=inputs.attention_mask)
+    for kwargs in ({}, BEAMS):
+        fast.set_attention_mask(inputs.attention_mask)
+        assert_same_generation(
+            generate(saved_patient, inputs, fast, True, **kwargs),
+            generate(saved_patient, inputs, loop, True, **kwargs),
+        )
 
 
 def save_doctor(path, lm, doctor_config):

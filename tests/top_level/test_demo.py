@@ -10,10 +10,8 @@ import pytest
 from tfpo_hf.cli import main
 from tfpo_hf.demo.arguments import DemoArguments
 from tfpo_hf.demo.prompts import split_prompts
-from tfpo_hf.training.config import DEFAULT_GUIDANCE_BETA
 
 
-DOCTOR = f"LLMdoctor beta={DEFAULT_GUIDANCE_BETA:g}"
 # What benchmarks/sweep_quality.py, scripts/demo.py and scripts/evaluate.py import from the pipeline and the package.
 PIPELINE_NAMES = (
     "DemoArguments DemoContext DoctorFamily Method build_preference_pairs chat guided_method load_prompts run_demo "
@@ -59,11 +57,15 @@ def test_quick_demo_writes_report_files_with_numbers(tmp_path):
     assert literal["guidance"] == "mix" and literal["flow_reference"] == "none"
 
     results = json.loads((tmp_path / "results.json").read_text())
+    choice = results["metadata"]["llmdoctor_beta_choice"]  # chosen on the validation prompts by `choose_beta`
+    assert choice["candidates"] == [1.0, 2.0] and choice["beta"] in (1.0, 2.0) and choice["judge"] == "vader"
+    assert saved["beta"] == choice["beta"] and saved["beta_choice"]["table"] == choice["table"]
+    doctor = f"LLMdoctor beta={choice['beta']:g}"
     names = [m["name"] for m in results["methods"]]
     assert names[0] == "patient (sampling)" and "DPO (TRL, LoRA)" in names and "best-of-2 (judge)" in names
     chosen = results["metadata"]["chosen_betas"]
     assert chosen["LLMdoctor, literal flow"] == 1.0 and chosen["GenARM-style"] in (1.0, 2.0)
-    assert f"GenARM-style beta={chosen['GenARM-style']:g}" in names and DOCTOR in names
+    assert f"GenARM-style beta={chosen['GenARM-style']:g}" in names and doctor in names
     assert "LLMdoctor, literal flow beta=1" in names
     validation = results["metadata"]["validation"]
     assert [row["name"] for row in validation] == ["patient (sampling)", "GenARM-style beta=1", "GenARM-style beta=2"]
@@ -78,6 +80,7 @@ def test_quick_demo_writes_report_files_with_numbers(tmp_path):
         "## Head to head",
         "## Targets",
         "## Beta choice on the validation prompts",
+        "## LLMdoctor's beta, chosen on the validation prompts",
     ):
         assert heading in report, heading
-    assert f"| {DOCTOR} | DPO (TRL, LoRA) |" in report and "Token rewards:" in report
+    assert f"| {doctor} | DPO (TRL, LoRA) |" in report and "Token rewards:" in report

@@ -123,3 +123,22 @@ def test_seeds_pair_samples_and_head_to_head_counts_ties_as_half():
     rate, low, high = head_to_head(seeded, reference)
     assert rate == pytest.approx(2.5 / 6) and low <= rate <= high
     assert head_to_head(reference, seeded)[0] == pytest.approx(1 - 2.5 / 6)
+
+
+def test_generations_are_kept_and_reused_for_the_same_prompts_and_seeds(tmp_path):
+    """With `cache_dir`, a method's texts are written once they exist and read back by a later call with the same
+    prompts and seeds (a resumed evaluation does not generate again); other prompts or seeds generate anew."""
+    calls = []
+
+    def generate(prompts, seed):
+        calls.append((tuple(prompts), seed))
+        return [f"{prompt} {seed} good" for prompt in prompts]
+
+    method = Method("a method / with odd characters", generate)
+    first = evaluate_methods([method], ["p1", "p2"], len, method.name, seeds=(0, 1), cache_dir=tmp_path)
+    again = evaluate_methods([method], ["p1", "p2"], len, method.name, seeds=(0, 1), cache_dir=tmp_path)
+    assert len(calls) == 2 and again[0].texts == first[0].texts == ["p1 0 good", "p2 0 good", "p1 1 good", "p2 1 good"]
+    assert [path.name for path in tmp_path.iterdir()] == ["a_method_with_odd_characters.json"]
+    evaluate_methods([method], ["p1", "p3"], len, method.name, seeds=(0, 1), cache_dir=tmp_path)
+    evaluate_methods([method], ["p1", "p3"], len, method.name, seeds=(0,), cache_dir=tmp_path)
+    assert len(calls) == 5  # 2 + new prompts (2 seeds) + a new seed list (1 seed)

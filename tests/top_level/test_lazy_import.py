@@ -20,6 +20,7 @@ HEAVY_MODULES = ("trl", "datasets", "matplotlib", "vaderSentiment", "sacrebleu",
 BARE_IMPORT_MODULES = ["tfpo_hf.utils", "tfpo_hf.utils.lazy_exports"]
 # The names `from tfpo_hf import *` exports: a test that can fail when a name is added or dropped by mistake.
 EXPORTS = {
+    "BetaChoice",
     "DoctorConfig",
     "DoctorLogitsProcessor",
     "DoctorModel",
@@ -30,6 +31,7 @@ EXPORTS = {
     "TokenRewardConfig",
     "TokenRewardScorer",
     "TokenRewards",
+    "choose_beta",
     "load_default_patient",
 }
 

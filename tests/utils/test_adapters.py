@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from tfpo_hf import DoctorLogitsProcessor, DoctorModel
 from tfpo_hf.testing import tiny_causal_lm
-from tfpo_hf.utils.adapters import adapter_disabled, has_adapter
+from tfpo_hf.utils.adapters import BASE_ROWS, adapter_disabled, has_adapter, mixed_batch_adapter, rows_by_adapter
 
 from ..helpers.generation import PROMPTS, encode, generate
 
@@ -134,3 +134,35 @@ def test_a_model_without_adapter_is_refused():
     with pytest.raises(ValueError, match="no PEFT adapter layer.*give the reference model explicitly"):
         with adapter_disabled(tiny_causal_lm(seed=0)):
             pass
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_adapter_rows_and_base_rows_in_one_batch(loader, patient_path, adapter_path, tokenizer):
+    """Inside `rows_by_adapter`, the first half of a doubled batch computes the doctor and the second half its base,
+    as two separate forwards would; afterwards the whole batch computes the doctor again."""
+    inputs = encode(tokenizer, PROMPTS)
+    doctor = load_doctor(loader, patient_path, adapter_path).eval()
+    name = mixed_batch_adapter(doctor)
+    assert name is not None
+    doubled = {key: torch.cat([value, value]) for key, value in inputs.items()}
+    with rows_by_adapter(doctor, [name, BASE_ROWS]):
+        adapter_rows, base_rows = last_logits(doctor, doubled).chunk(2)
+    assert torch.allclose(adapter_rows, last_logits(doctor, inputs), atol=1e-5)
+    assert torch.allclose(base_rows, last_logits(load_base(patient_path), inputs), atol=1e-5)
+    assert torch.allclose(last_logits(doctor, doubled)[len(PROMPTS) :], adapter_rows, atol=1e-6)  # hooks removed
+
+
+def test_only_an_unmerged_plain_lora_mixes_rows(patient_path):
+    """DoRA, merged weights, switched-off layers and models without an adapter fall back to separate forwards."""
+    targets = ["q_proj", "v_proj"]
+    assert mixed_batch_adapter(load_base(patient_path)) is None
+    lora = get_peft_model(load_base(patient_path), LoraConfig(r=4, target_modules=targets))
+    assert mixed_batch_adapter(lora) == "default"
+    dora = get_peft_model(load_base(patient_path), LoraConfig(r=4, target_modules=targets, use_dora=True))
+    assert mixed_batch_adapter(dora) is None
+    lora.merge_adapter()
+    assert mixed_batch_adapter(lora) is None
+    lora.unmerge_adapter()
+    with lora.disable_adapter():
+        assert mixed_batch_adapter(lora) is None
+    assert mixed_batch_adapter(lora) == "default"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tfpo_hf.utils import embedded_patient
+from tfpo_hf.utils import embedded_patient, gguf_checkpoints
 
 
 def test_missing_package_says_how_to_install_it(monkeypatch, tmp_path):
@@ -14,10 +14,10 @@ def test_missing_package_says_how_to_install_it(monkeypatch, tmp_path):
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TFPO_HF_CACHE", str(tmp_path))
-    assert embedded_patient.default_cache_dir() == tmp_path
+    assert gguf_checkpoints.default_cache_dir() == tmp_path
     monkeypatch.delenv("TFPO_HF_CACHE")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    assert embedded_patient.default_cache_dir() == tmp_path / "hf" / "tfpo_hf"
+    assert gguf_checkpoints.default_cache_dir() == tmp_path / "hf" / "tfpo_hf"
 
 
 @pytest.mark.slow

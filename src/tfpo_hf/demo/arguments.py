@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..training.config import DEFAULT_GUIDANCE_BETA
+from ..utils.coder_pair import DOCTOR, PAIR_NAME, PATIENT
 from .prompts import load_prompts
 
 
@@ -25,10 +25,27 @@ def option(default: Any, help: str, **metadata: Any) -> Any:
 
 @dataclass
 class DemoArguments:
-    """The options of `tfpo-hf demo` (sizes, training, decoding and the judge); `quick` shrinks the sizes."""
+    """The options of `tfpo-hf demo` (models, sizes, training, decoding and the judge); `quick` shrinks the sizes."""
 
     output_dir: str = option("tfpo_demo", "Report directory.")
     quick: bool = option(False, "A 2-minute version with tiny sizes (used by the tests).")
+    pair: str | None = option(
+        None,
+        f"A named weak-to-strong pair: {PAIR_NAME!r} (the packaged Qwen2.5-Coder-1.5B-Instruct patient and "
+        "0.5B-Instruct doctor base; `make pair`). Sets --patient and --doctor_base.",
+    )
+    patient: str | None = option(None, "Patient Hub id or folder (default: the embedded SmolLM2-135M-Instruct).")
+    doctor_base: str | None = option(
+        None,
+        "Hub id or folder of the model the doctors start from, sharing the patient's tokenizer (default: a copy of "
+        "the patient). A smaller model makes a weak-to-strong run: its doctors steer the patient against their "
+        "initial weights, and the report adds that model alone, DPO on it and DPO-LoRA on the patient.",
+    )
+    resume: bool = option(
+        False,
+        "Reuse the finished steps (pairs, token rewards, trained models, generations) that a stopped run with the "
+        "same settings left in output_dir; without it, a run starts over.",
+    )
     train_prompts: int = option(
         96, "Training prompts: `validation_prompts` of them choose betas, the rest make pairs."
     )
@@ -47,7 +64,17 @@ class DemoArguments:
     )
     theta: float = option(0.5, "Token-reward sparsity threshold.")
     lambda_value: float = option(0.1, "Weight of the value-discrimination loss.")
-    guidance_beta: float = option(DEFAULT_GUIDANCE_BETA, "LLMdoctor's beta (ratio guidance), saved as its default.")
+    guidance_beta: float | None = option(
+        None,
+        "LLMdoctor's beta (ratio guidance). None: chosen on the validation prompts by `choose_beta`'s rule (the best "
+        "judged of --guidance_betas keeping distinct-2 >= 0.9x the unguided patient's) and saved as its default.",
+    )
+    guidance_betas: list[float] = option(
+        [1.0, 2.0, 4.0, 8.0], "Candidates of LLMdoctor's beta when --guidance_beta is not given."
+    )
+    frontier_betas: list[float] = option(
+        [], "Extra betas at which LLMdoctor and the GenARM-style doctor are evaluated, for the score-diversity plot."
+    )
     baseline_betas: list[float] = option(
         [1.0, 2.0, 4.0], "Betas swept on the validation prompts; each baseline doctor is evaluated at its best."
     )
@@ -63,10 +90,14 @@ class DemoArguments:
     seed: int = option(0, "Random seed (prompt split, pairs, training).")
 
     def __post_init__(self):
+        if self.pair is not None:
+            if self.pair != PAIR_NAME:
+                raise ValueError(f"Unknown pair {self.pair!r}: the named pair is {PAIR_NAME!r}.")
+            self.patient, self.doctor_base = PATIENT.hub_id, DOCTOR.hub_id
         if self.quick:
             self.train_prompts, self.validation_prompts, self.eval_prompts = 16, 4, 6
             self.samples_per_prompt, self.max_new_tokens, self.epochs = 2, 12, 1.0
-            self.baseline_betas, self.seeds, self.best_of_n = [1.0, 2.0], [0], 2
+            self.baseline_betas, self.guidance_betas, self.seeds, self.best_of_n = [1.0, 2.0], [1.0, 2.0], [0], 2
         if not 0 < self.validation_prompts < self.train_prompts:
             raise ValueError(
                 f"validation_prompts ({self.validation_prompts}) must be at least 1 and fewer than train_prompts "
@@ -77,3 +108,8 @@ class DemoArguments:
                 f"train_prompts + eval_prompts = {self.train_prompts + self.eval_prompts} is more than the "
                 f"{len(load_prompts())} shipped prompts."
             )
+
+    @property
+    def weak_to_strong(self) -> bool:
+        """Whether the doctors start from another model than the patient."""
+        return self.doctor_base is not None and self.doctor_base != self.patient

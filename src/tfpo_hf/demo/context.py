@@ -12,6 +12,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .arguments import DemoArguments
+from .progress import RunProgress
 
 
 @dataclass
@@ -24,22 +25,36 @@ class DemoContext:
     tokenizer: PreTrainedTokenizerBase
     judge: Callable[[str], float]
     output_dir: Path
+    doctor_base: PreTrainedModel | None = None  # what the doctors start from, when not a copy of the patient
+    progress: RunProgress | None = None  # the finished steps, for a resumed run
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step, in run order
     training_logs: dict[str, list] = field(default_factory=dict)  # log history per trained method
 
     @classmethod
     def load(cls, args: DemoArguments) -> DemoContext:
-        """Create the report directory, then load the judge and the embedded patient (timed as "load patient")."""
+        """Create the report directory, then load the judge, the patient (the embedded SmolLM2 by default, the
+        packaged pair's 1.5B with `pair`) in the decoding dtype and the doctors' base in float32 (timed as "load
+        models")."""
         from ..evaluation import get_judge
-        from ..utils.embedded_patient import DTYPES, load_default_patient
+        from ..utils.embedded_patient import DTYPES, load_patient
 
         output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         clock = time.perf_counter()
         judge = get_judge(args.judge)
-        patient, tokenizer = load_default_patient(dtype=DTYPES[args.patient_dtype])
-        context = cls(args, patient, tokenizer, judge, output_dir)
-        context.timings["load patient"] = time.perf_counter() - clock
+        dtype = DTYPES[args.patient_dtype]
+        doctor_base = None
+        if args.pair is not None:
+            from ..utils.coder_pair import DOCTOR, PATIENT, load_packaged
+
+            patient, tokenizer = load_packaged(PATIENT, dtype)
+            doctor_base = load_packaged(DOCTOR)[0]
+        else:
+            patient, tokenizer = load_patient(args.patient, dtype)
+            if args.weak_to_strong:
+                doctor_base = load_patient(args.doctor_base)[0]
+        context = cls(args, patient, tokenizer, judge, output_dir, doctor_base)
+        context.timings["load models"] = time.perf_counter() - clock
         return context
 
     @property
@@ -50,7 +65,32 @@ class DemoContext:
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
-        """Record the seconds the `with` block takes as `timings[step]`."""
+        """Record the seconds the `with` block takes as `timings[step]`; once it ends without an error, the step is
+        finished in the run's progress (see `resumes`)."""
         clock = time.perf_counter()
         yield
         self.timings[step] = time.perf_counter() - clock
+        if self.progress is not None:
+            self.progress.record("timings", self.timings)
+            self.progress.record("finished", [*self.progress.recorded("finished", []), step])
+
+    def run(self, step: str, function: Callable, *args):
+        """`function(self, *args)`, timed as `step`."""
+        with self.timed(step):
+            return function(self, *args)
+
+    def resumes(self, step: str) -> bool:
+        """Whether `step` finished in an earlier run whose progress this run resumes (its outputs are on disk)."""
+        return self.progress is not None and step in self.progress.recorded("finished", [])
+
+    def record_training_log(self, name: str, history: list) -> None:
+        """Keep a trained method's log history (for the report, also when a resumed run reloads the method)."""
+        self.training_logs[name] = history
+        if self.progress is not None:
+            self.progress.record("training_logs", self.training_logs)
+
+    def resume_records(self) -> None:
+        """Take the timings and training logs of the finished steps from the run's progress."""
+        if self.progress is not None:
+            self.timings.update(self.progress.recorded("timings", {}))
+            self.training_logs.update(self.progress.recorded("training_logs", {}))

@@ -4,6 +4,7 @@ baseline), each trained, saved and reloaded merged for decoding, and the DPO bas
 from __future__ import annotations
 
 import copy
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from transformers import PreTrainedModel
 
 from ..doctor.modeling import DoctorModel
 from ..training.baselines import TrajectoryBTTrainer
-from ..training.config import TFPOConfig
+from ..training.config import DEFAULT_GUIDANCE_BETA, TFPOConfig
 from ..training.doctor_setup import (
     DEFAULT_LORA_ALPHA,
     DEFAULT_LORA_DROPOUT,
@@ -24,6 +25,7 @@ from ..training.doctor_setup import (
 )
 from ..training.trainer import TFPOTrainer
 from ..utils.adapters import has_adapter
+from ..utils.constants import CONFIG_NAME, DOCTOR_CONFIG_NAME
 from ..utils.embedded_patient import DTYPES
 from .prompts import NEGATIVE_FACE, POSITIVE_FACE
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 LITERAL, LITERAL_BETA = "LLMdoctor, literal flow", 1.0  # the paper-literal ablation and its (mix) beta
 GENARM = "GenARM-style"
 DPO = "DPO (TRL, LoRA)"
+WEAK_DPO = "DPO on the doctors' base (TRL, LoRA)"  # weak-to-strong runs: the weak model aligned
 
 
 @dataclass
@@ -58,10 +61,14 @@ def doctor_families(args: DemoArguments) -> list[DoctorFamily]:
     return families
 
 
-def make_doctor(patient: PreTrainedModel, args: DemoArguments) -> tuple[DoctorModel, object | None]:
+def make_doctor(context: DemoContext) -> tuple[DoctorModel, object | None]:
     """The doctor and its PEFT config, as `tfpo-hf train` makes them with its defaults: LoRA on a whole copy of the
-    patient, a truncated copy (`doctor_layers > 0`) trained in full; float32 either way."""
-    return doctor_from_patient(patient, args.doctor_layers), default_peft_config(whole_copy=args.doctor_layers == 0)
+    patient, or of the doctors' base in a weak-to-strong run; a truncated copy of the patient (`doctor_layers > 0`)
+    trained in full; float32 either way."""
+    if context.doctor_base is not None:
+        return DoctorModel(copy.deepcopy(context.doctor_base).float()), default_peft_config(whole_copy=True)
+    layers = context.args.doctor_layers
+    return doctor_from_patient(context.patient, layers), default_peft_config(whole_copy=layers == 0)
 
 
 def shared_training_arguments(args: DemoArguments, output_dir: Path) -> dict:
@@ -90,50 +97,59 @@ def training_config(args: DemoArguments, output_dir: Path, **overrides) -> TFPOC
         lambda_value=args.lambda_value,
         positive_system_prompt=POSITIVE_FACE,
         negative_system_prompt=NEGATIVE_FACE,
-        guidance_beta=args.guidance_beta,
+        guidance_beta=DEFAULT_GUIDANCE_BETA if args.guidance_beta is None else args.guidance_beta,  # until chosen
         value_head_learning_rate=args.value_head_learning_rate,
     )
     return TFPOConfig(**{**values, **overrides})
 
 
-def train_doctor(context: DemoContext, family: DoctorFamily, scored: Dataset) -> DoctorModel:
-    """Train one doctor family on the scored pairs, save it under `output_dir/family.folder`, record its log history
-    and time in `context`; returns the saved doctor reloaded in the decoding dtype (with its `doctor_config`, so the
-    processor reads its defaults)."""
+def train_doctor(context: DemoContext, family: DoctorFamily, scored: Dataset) -> Path:
+    """Train one doctor family on the scored pairs, save it under `output_dir/family.folder` and record its log
+    history and time in `context`; returns the folder (`load_for_decoding` loads it). A doctor that a stopped run
+    already saved there is not trained again."""
     args, output_dir = context.args, context.output_dir
+    folder = output_dir / family.folder
+    if context.resumes(f"{family.name} training") and (folder / DOCTOR_CONFIG_NAME).is_file():
+        return folder
     with context.timed(f"{family.name} training"):
-        doctor, peft_config = make_doctor(context.patient, args)
+        doctor, peft_config = make_doctor(context)
         trainer = family.trainer_class(
             doctor,
             args=training_config(args, output_dir / "runs" / family.folder, **family.overrides),
             train_dataset=scored,
             processing_class=context.tokenizer,
             peft_config=peft_config,
+            patient_model=context.patient,  # recorded in doctor_config.json (the pairs are scored already)
         )
         trainer.train()
-        trainer.save_model(str(output_dir / family.folder))
-        context.training_logs[family.name] = trainer.state.log_history
-        return load_for_decoding(output_dir / family.folder, DTYPES[args.patient_dtype])
+        trainer.save_model(str(folder))
+        context.record_training_log(family.name, trainer.state.log_history)
+    return folder
 
 
-def load_for_decoding(path: Path, dtype) -> DoctorModel:
-    """The saved doctor in the decoding dtype, a LoRA adapter merged into its weights: on a CPU in bfloat16 the
-    unmerged low-rank products cost more than the rest of the doctor (docs/results.md), so the demo decodes merged
-    doctors through `DoctorLogitsProcessor` (the recorded guidance still applies: `doctor_config` is kept)."""
-    doctor = DoctorModel.from_pretrained(path, dtype=dtype)
-    if has_adapter(doctor.pretrained_model):
+def load_for_decoding(context: DemoContext, path: Path) -> DoctorModel:
+    """The saved doctor in the decoding dtype. A copy of the patient's LoRA adapter is merged into its weights: on a
+    CPU in bfloat16 the unmerged low-rank products cost more than the rest of the doctor (docs/results.md), and its
+    reference is the patient. A weak-to-strong doctor keeps its adapter: its reference is its own base, whose rows
+    share the adapter's forward (the recorded guidance applies either way: `doctor_config` is kept)."""
+    doctor = DoctorModel.from_pretrained(path, dtype=DTYPES[context.args.patient_dtype])
+    if has_adapter(doctor.pretrained_model) and not context.args.weak_to_strong:
         doctor.pretrained_model = doctor.pretrained_model.merge_and_unload()
     return doctor.eval()
 
 
-def train_dpo(context: DemoContext, pairs: Dataset) -> PreTrainedModel:
-    """TRL's DPOTrainer with the doctors' LoRA settings on a float32 copy of the patient, with their learning rate
-    and epochs; records its log history and time in `context` and returns the merged model in the patient's dtype."""
+def train_dpo(context: DemoContext, pairs: Dataset, model: PreTrainedModel, name: str, folder: str) -> Path:
+    """TRL's DPOTrainer with the doctors' LoRA settings on a float32 copy of `model`, with their learning rate and
+    epochs; records its log history and time in `context` under `name`, saves the merged model under
+    `output_dir/folder` (atomically) and returns that folder; a resumed run finds it there."""
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
+    path = context.output_dir / folder
+    if context.resumes(f"{name} training") and (path / CONFIG_NAME).is_file():
+        return path
     config = DPOConfig(
-        **shared_training_arguments(context.args, context.output_dir / "runs" / "dpo"),
+        **shared_training_arguments(context.args, context.output_dir / "runs" / folder),
         bf16=False,
         gradient_checkpointing=False,
         precompute_ref_log_probs=True,  # as the TFPO doctors do: one reference pass, not one per epoch
@@ -144,27 +160,36 @@ def train_dpo(context: DemoContext, pairs: Dataset) -> PreTrainedModel:
         target_modules=DEFAULT_LORA_TARGET_MODULES,
         lora_dropout=DEFAULT_LORA_DROPOUT,
     )
-    with context.timed(f"{DPO} training"):
+    with context.timed(f"{name} training"):
         trainer = DPOTrainer(
-            copy.deepcopy(context.patient).float(),
+            copy.deepcopy(model).float(),
             args=config,
             train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]),
             processing_class=context.tokenizer,
             peft_config=lora,
         )
         trainer.train()
-        context.training_logs[DPO] = trainer.state.log_history
-        return trainer.model.merge_and_unload().to(context.patient.dtype).eval()
+        context.record_training_log(name, trainer.state.log_history)
+        merged = trainer.model.merge_and_unload()
+        staging = path.with_name(path.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        merged.save_pretrained(str(staging))
+        shutil.rmtree(path, ignore_errors=True)
+        staging.rename(path)
+    return path
 
 
-def train_all(
-    context: DemoContext, pairs: Dataset, scored: Dataset
-) -> tuple[dict[str, DoctorModel], PreTrainedModel | None]:
-    """Train every doctor family on the scored pairs, then DPO on the pairs when baselines are asked for; returns
-    the doctors by family name and the DPO model (None without baselines)."""
+def train_all(context: DemoContext, pairs: Dataset, scored: Dataset) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Train every doctor family on the scored pairs, then, when baselines are asked for, DPO on the pairs: on the
+    patient, and in a weak-to-strong run on the doctors' base too. Returns the folders of the doctors and of the DPO
+    models by name (loaded only to decode, one at a time: a CPU's memory holds few copies of a large patient)."""
     doctors = {}
     for family in doctor_families(context.args):
         doctors[family.name] = train_doctor(context, family, scored)
-        print(f"[demo] {family.name} trained ({context.timings[f'{family.name} training']:.0f} s)")
-    dpo_model = train_dpo(context, pairs) if context.args.baselines else None
-    return doctors, dpo_model
+        print(f"[demo] {family.name} ready ({context.timings.get(f'{family.name} training', 0):.0f} s)")
+    dpo_models = {}
+    if context.args.baselines:
+        dpo_models[DPO] = train_dpo(context, pairs, context.patient, DPO, "dpo_model")
+        if context.doctor_base is not None:
+            dpo_models[WEAK_DPO] = train_dpo(context, pairs, context.doctor_base, WEAK_DPO, "weak_dpo_model")
+    return doctors, dpo_models

@@ -5,20 +5,24 @@ methods of the held-out evaluation."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transformers import PreTrainedModel
+from transformers import AutoModelForCausalLM
 
 from ..doctor.modeling import DoctorModel
 from ..evaluation import Method, MethodResult, best_of_n_generate_fn, evaluate_methods, patient_generate_fn
+from ..guidance.beta_choice import BetaChoice, choose_beta
 from ..guidance.logits_process import DoctorLogitsProcessor
-from .doctors import DPO, GENARM
+from .doctors import GENARM, LITERAL, LITERAL_BETA
 
 
 if TYPE_CHECKING:
     from .context import DemoContext
 
 UNGUIDED = "patient (sampling)"
+DOCTOR_BASE_ALONE = "doctors' base alone (sampling)"  # weak-to-strong runs: the small model, unguided
 
 
 def memoized(generate):
@@ -59,7 +63,8 @@ def choose_betas(
         for family, doctor in doctors.items()
         for beta in args.baseline_betas
     ]
-    results = evaluate_methods(methods, prompts, context.judge, baseline=unguided.name, seeds=args.seeds[:1])
+    cache_dir = context.progress.generations_dir / "validation" if context.progress else None
+    results = evaluate_methods(methods, prompts, context.judge, unguided.name, args.seeds[:1], cache_dir)
     best = {}
     for family in doctors:
         candidates = [r for r in results if r.family == family]
@@ -67,34 +72,95 @@ def choose_betas(
     return best, results
 
 
-def choose_genarm_beta(
+def choose_llmdoctor_beta(context: DemoContext, doctor: DoctorModel, prompts: list) -> float:
+    """LLMdoctor's decoding beta: `args.guidance_beta` when given, else the library's rule (`choose_beta`: the best
+    judged of `args.guidance_betas` whose distinct-2 stays >= 0.9x the unguided patient's) on the validation
+    `prompts`, first seed. The choice is recorded in the saved doctor (`doctor_config.json`), so it decodes with it by
+    default, and kept with the run's progress."""
+    args = context.args
+    if args.guidance_beta is not None:
+        return args.guidance_beta
+
+    def measure() -> dict:
+        choice = choose_beta(
+            context.patient,
+            context.tokenizer,
+            doctor,
+            prompts,
+            betas=args.guidance_betas,
+            judge=context.judge,
+            seed=args.seeds[0],
+            **context.sampling,
+        )
+        return choice.to_dict()
+
+    recorded = context.progress.json("llmdoctor_beta_choice", measure) if context.progress else measure()
+    choice = BetaChoice.from_dict(recorded)
+    choice.apply_to(doctor.doctor_config)
+    choice.apply_to_folder(context.output_dir / "doctor")
+    print(f"[demo] LLMdoctor beta {choice.beta:g} ({choice.rule})")
+    return choice.beta
+
+
+def choose_decoding_betas(
     context: DemoContext, doctors: dict[str, DoctorModel], unguided: Method, prompts: list
 ) -> tuple[dict[str, float], list[MethodResult]]:
-    """`choose_betas` for the GenARM-style doctor alone (LLMdoctor keeps its guidance beta); nothing without it."""
-    swept = {name: doctor for name, doctor in doctors.items() if name == GENARM}
-    if not swept:
-        return {}, []
-    return choose_betas(context, swept, unguided, prompts)
+    """Every doctor family's decoding beta, in report order: LLMdoctor's (`choose_llmdoctor_beta`), the paper-literal
+    ablation's `LITERAL_BETA` (not swept, to fit the CPU budget: its betas 1, 2, 4 overlapped in every sweep,
+    results.md), and the GenARM-style doctor's best of `args.baseline_betas` by judge score (`choose_betas`); returns
+    them with the GenARM-style sweep's validation results."""
+    betas = {"LLMdoctor": choose_llmdoctor_beta(context, doctors["LLMdoctor"], prompts)}
+    if LITERAL in doctors:
+        betas[LITERAL] = LITERAL_BETA
+    validation_results = []
+    if GENARM in doctors:
+        chosen, validation_results = choose_betas(context, {GENARM: doctors[GENARM]}, unguided, prompts)
+        betas.update(chosen)
+    return betas, validation_results
+
+
+def frontier_methods(context: DemoContext, doctors: dict[str, DoctorModel], decoding_betas: dict[str, float]) -> list:
+    """The guided families (LLMdoctor, GenARM-style) at each of `args.frontier_betas` other than their decoding beta:
+    the extra points of the score-versus-diversity frontier."""
+    return [
+        guided_method(context, f"{name} beta={beta:g}", doctors[name], beta, family=name)
+        for name in ("LLMdoctor", GENARM)
+        if name in doctors
+        for beta in context.args.frontier_betas
+        if beta != decoding_betas[name]
+    ]
+
+
+def sampled_method(context: DemoContext, name: str, source: str | os.PathLike) -> Method:
+    """Sampling from the model at `source` alone, in the patient's decoding settings and dtype; the model is loaded
+    for each call and released after it (a CPU's memory holds few copies of a large patient)."""
+
+    def generate(prompts, seed):
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=context.patient.dtype).eval()
+        return patient_generate_fn(model, context.tokenizer, batch_size=8, **context.sampling)(prompts, seed)
+
+    return Method(name, generate)
 
 
 def evaluated_methods(
     context: DemoContext,
     unguided: Method,
     doctors: dict[str, DoctorModel],
-    chosen_betas: dict[str, float],
-    dpo_model: PreTrainedModel | None,
+    decoding_betas: dict[str, float],
+    dpo_models: dict[str, Path],
+    doctor_base: str | os.PathLike | None = None,
 ) -> list[Method]:
-    """The held-out evaluation's methods, in report order: the unguided patient, LLMdoctor at its guidance beta, each
-    other doctor family at its chosen beta, then DPO and best-of-N with the judge when asked for."""
+    """The held-out evaluation's methods, in report order: the unguided patient, each doctor family at its decoding
+    beta, then the doctors' base alone (`doctor_base`, weak-to-strong runs), the DPO models and best-of-N with the
+    judge when asked for."""
     args = context.args
-    decoding_betas = {"LLMdoctor": args.guidance_beta, **chosen_betas}
     methods = [unguided] + [
         guided_method(context, f"{name} beta={beta:g}", doctors[name], beta, family=name)
         for name, beta in decoding_betas.items()
     ]
-    if args.baselines:
-        generate = patient_generate_fn(dpo_model, context.tokenizer, batch_size=8, **context.sampling)
-        methods.append(Method(DPO, generate))
+    if doctor_base is not None:
+        methods.append(sampled_method(context, DOCTOR_BASE_ALONE, doctor_base))
+    methods += [sampled_method(context, name, model) for name, model in dpo_models.items()]
     if args.best_of_n:
         best_of_n = best_of_n_generate_fn(unguided.generate, context.judge, args.best_of_n)
         methods.append(Method(f"best-of-{args.best_of_n} (judge)", best_of_n))

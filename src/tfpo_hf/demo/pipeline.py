@@ -20,14 +20,17 @@ beta choice) and `report` (`results.json`, the plot and `report.md`).
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from ..evaluation import Method, evaluate_methods
 from .arguments import DemoArguments
 from .context import DemoContext
-from .doctors import LITERAL, LITERAL_BETA, DoctorFamily, train_all, train_doctor, train_dpo
-from .methods import choose_genarm_beta, evaluated_methods, guided_method, unguided_method
+from .doctors import DoctorFamily, load_for_decoding, train_all, train_doctor, train_dpo
+from .methods import choose_decoding_betas, evaluated_methods, frontier_methods, guided_method, unguided_method
 from .pairs import build_preference_pairs, score_pairs
+from .progress import RunProgress
 from .prompts import chat, load_prompts, split_prompts
 from .report import DemoOutcome, write_outputs
 
@@ -51,25 +54,49 @@ __all__ = [
 
 
 def run_demo(args: DemoArguments) -> Path:
-    """Run the pipeline and write the report directory; returns the path of `report.md`."""
+    """Run the pipeline and write the report directory; returns the path of `report.md`. Each finished step is kept
+    under `output_dir/progress` as it ends; with `args.resume` a stopped run picks up from there."""
     context = DemoContext.load(args)
+    context.progress = RunProgress(context.output_dir / "progress", asdict(args), resume=args.resume)
+    context.resume_records()
+    progress = context.progress
     pair_prompts, validation_prompts, eval_prompts = split_prompts(args)
-    step = "sample and judge preference pairs"
-    with context.timed(step):
-        pairs, pair_stats = build_preference_pairs(context, pair_prompts)
-    print(f"[demo] {pair_stats['pairs']} preference pairs ({context.timings[step]:.0f} s)")
-    with context.timed("stage 1 token rewards"):
-        scored, reward_stats = score_pairs(context, pairs)
+    pairs, pair_stats = progress.dataset(
+        "pairs", partial(context.run, "sample and judge preference pairs", build_preference_pairs, pair_prompts)
+    )
+    print(f"[demo] {pair_stats['pairs']} preference pairs")
+    scored, reward_stats = progress.dataset(
+        "scored_pairs", partial(context.run, "stage 1 token rewards", score_pairs, pairs)
+    )
     print(f"[demo] token rewards: {reward_stats['nonzero_fraction']:.1%} non-zero")
-    doctors, dpo_model = train_all(context, pairs, scored)
+    doctor_folders, dpo_models = train_all(context, pairs, scored)
+    doctor_base = context.doctor_base.name_or_path if context.doctor_base is not None else None
+    context.doctor_base = None  # trained from; from here on it decodes alone, loaded when its row runs
+    doctors = {name: load_for_decoding(context, folder) for name, folder in doctor_folders.items()}
 
     unguided = unguided_method(context)
     with context.timed("beta choice on the validation prompts"):
-        chosen_betas, validation_results = choose_genarm_beta(context, doctors, unguided, validation_prompts)
-    if args.ablation:  # not swept, to fit the CPU budget: its betas 1, 2, 4 overlapped in every sweep (results.md)
-        chosen_betas = {LITERAL: LITERAL_BETA, **chosen_betas}
-    methods = evaluated_methods(context, unguided, doctors, chosen_betas, dpo_model)
+        decoding_betas, validation_results = choose_decoding_betas(context, doctors, unguided, validation_prompts)
+    methods = evaluated_methods(context, unguided, doctors, decoding_betas, dpo_models, doctor_base)
     with context.timed("evaluation"):
-        results = evaluate_methods(methods, eval_prompts, context.judge, baseline=unguided.name, seeds=args.seeds)
-    outcome = DemoOutcome(results, validation_results, chosen_betas, pair_stats, reward_stats, eval_prompts)
+        results = evaluate_methods(
+            methods, eval_prompts, context.judge, unguided.name, args.seeds, progress.generations_dir / "evaluation"
+        )
+    frontier = frontier_methods(context, doctors, decoding_betas)
+    with context.timed("frontier"):
+        frontier_results = (
+            evaluate_methods(
+                [unguided, *frontier],
+                eval_prompts,
+                context.judge,
+                unguided.name,
+                args.seeds,
+                progress.generations_dir / "evaluation",
+            )[1:]
+            if frontier
+            else []
+        )
+    outcome = DemoOutcome(
+        results, validation_results, decoding_betas, pair_stats, reward_stats, eval_prompts, frontier_results
+    )
     return write_outputs(context, outcome)

@@ -5,22 +5,24 @@ summaries, timings, settings and sample generations)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..evaluation import MethodResult, head_to_head, plot_score_vs_diversity, results_table, write_results_json
 from ..evaluation.report import head_to_head_table
-from .doctors import DPO
+from .doctors import DPO, WEAK_DPO
 
 
 if TYPE_CHECKING:
     from .arguments import DemoArguments
     from .context import DemoContext
 
-# The demo's targets (issue "LLMdoctor that steers"): LLMdoctor at its default beta against the unguided patient,
-# head to head against DPO, and its diversity relative to the unguided patient.
+# The demo's targets: LLMdoctor at its decoding beta against the unguided patient, head to head against DPO on the
+# patient, and its diversity relative to the unguided patient (issue "LLMdoctor that steers"); in a weak-to-strong run
+# head to head against DPO on the doctors' base and DPO-LoRA on the patient (issue "Weak-to-strong for real").
 TARGET_WIN_RATE, TARGET_HEAD_TO_HEAD, TARGET_DIVERSITY_RATIO = 0.75, 0.55, 0.9
+WEAK_TO_STRONG_HEAD_TO_HEAD = {WEAK_DPO: 0.60, DPO: 0.50}
 
 
 @dataclass
@@ -33,6 +35,7 @@ class DemoOutcome:
     pair_stats: dict[str, Any]
     reward_stats: dict[str, Any]
     eval_prompts: list
+    frontier_results: list[MethodResult] = field(default_factory=list)  # guided families at other betas
 
 
 def write_outputs(context: DemoContext, outcome: DemoOutcome) -> Path:
@@ -47,8 +50,14 @@ def write_outputs(context: DemoContext, outcome: DemoOutcome) -> Path:
         rewards=outcome.reward_stats,
         chosen_betas=outcome.chosen_betas,
         validation=[r.summary() for r in outcome.validation_results],
+        llmdoctor_beta_choice=llmdoctor_beta_choice(context),
+        frontier=[r.summary() for r in outcome.frontier_results],
     )
-    plot_score_vs_diversity(outcome.results, output_dir / "reward_vs_diversity.png", judge_name=context.args.judge)
+    plot_score_vs_diversity(
+        outcome.results + outcome.frontier_results,
+        output_dir / "reward_vs_diversity.png",
+        judge_name=context.args.judge,
+    )
     report = write_report(context, outcome)
     print(results_table(outcome.results))
     print(
@@ -58,7 +67,12 @@ def write_outputs(context: DemoContext, outcome: DemoOutcome) -> Path:
     return report
 
 
-def target_lines(results: list[MethodResult]) -> list[str]:
+def llmdoctor_beta_choice(context: DemoContext) -> dict | None:
+    """What chose LLMdoctor's beta on the validation prompts (`BetaChoice.to_dict()`), None when it was given."""
+    return context.progress.recorded("llmdoctor_beta_choice") if context.progress else None
+
+
+def target_lines(results: list[MethodResult], weak_to_strong: bool = False) -> list[str]:
     """One line per target, with the measured value, its interval and met / missed."""
     by_family = {r.family or r.name: r for r in results}
     doctor, unguided = by_family["LLMdoctor"], results[0]
@@ -67,12 +81,14 @@ def target_lines(results: list[MethodResult]) -> list[str]:
         f"[{doctor.win_rate_interval[0]:.2f}, {doctor.win_rate_interval[1]:.2f}] "
         f"({'met' if doctor.win_rate >= TARGET_WIN_RATE else 'missed'})."
     ]
-    dpo = by_family.get(DPO)
-    if dpo is not None:
-        rate, low, high = head_to_head(doctor, dpo)
+    head_to_head_targets = WEAK_TO_STRONG_HEAD_TO_HEAD if weak_to_strong else {DPO: TARGET_HEAD_TO_HEAD}
+    for name, target in head_to_head_targets.items():
+        if name not in by_family:
+            continue
+        rate, low, high = head_to_head(doctor, by_family[name])
         lines.append(
-            f"- Head to head against DPO >= {TARGET_HEAD_TO_HEAD}: {rate:.2f} [{low:.2f}, {high:.2f}] "
-            f"({'met' if rate >= TARGET_HEAD_TO_HEAD else 'missed'})."
+            f"- Head to head against {name} >= {target}: {rate:.2f} [{low:.2f}, {high:.2f}] "
+            f"({'met' if rate >= target else 'missed'})."
         )
     ratio = doctor.distinct_2 / max(unguided.distinct_2, 1e-9)
     lines.append(
@@ -125,8 +141,13 @@ def write_report(context: DemoContext, outcome: DemoOutcome) -> Path:
         "",
         "## Targets",
         "",
-        *target_lines(results),
+        *target_lines(results, args.weak_to_strong),
     ]
+    choice = llmdoctor_beta_choice(context)
+    if choice is not None:
+        lines += ["", "## LLMdoctor's beta, chosen on the validation prompts", "", *beta_choice_lines(choice)]
+    if outcome.frontier_results:
+        lines += ["", "## Frontier: the guided methods at other betas", "", results_table(outcome.frontier_results)]
     if outcome.validation_results:
         lines += ["", "## Beta choice on the validation prompts", "", results_table(outcome.validation_results)]
     lines += ["", "## Data and training", "", *data_lines(args, outcome), *training_lines(context.training_logs)]
@@ -138,16 +159,47 @@ def write_report(context: DemoContext, outcome: DemoOutcome) -> Path:
     return path
 
 
+def beta_choice_lines(choice: dict) -> list[str]:
+    """The rule that chose LLMdoctor's beta and what it measured per candidate."""
+    lines = [f"Rule: {choice['rule']}. Unguided distinct-2 {choice['unguided_distinct_2']:.3f}.", ""]
+    lines += ["| beta | distinct-2 | judge score | admissible |", "|---|---|---|---|"]
+    for row in choice["table"]:
+        score = "" if row["mean_score"] is None else f"{row['mean_score']:+.3f}"
+        lines.append(
+            f"| {row['beta']:g} | {row['distinct_2']:.3f} | {score} | {'yes' if row['admissible'] else 'no'} |"
+        )
+    return lines
+
+
+def models_line(args: DemoArguments) -> str:
+    """Which models played which part."""
+    patient = args.patient or "SmolLM2-135M-Instruct (embedded)"
+    if not args.weak_to_strong:
+        return f"Patient: {patient}; the doctors are LoRA copies of it (or its first layers)."
+    return (
+        f"Weak to strong. Patient: {patient}, frozen; the doctors are LoRA adapters on {args.doctor_base} and decode "
+        "against their initial weights (its base rows share the adapter's forward); the rows 'doctors' base alone' "
+        "and 'DPO on the doctors' base' are that model without the patient, and 'DPO (TRL, LoRA)' fine-tunes the "
+        "patient itself."
+    )
+
+
 def intro_lines(args: DemoArguments, outcome: DemoOutcome) -> list[str]:
-    """The task, the judge, the evaluation protocol, and how each guided method's beta was chosen."""
+    """The models, the task, the judge, the evaluation protocol, and how each guided method's beta was chosen."""
+    llmdoctor_beta = (
+        f"its guidance beta ({args.guidance_beta:g}, given)"
+        if args.guidance_beta is not None
+        else "the beta chosen on the validation prompts by `choose_beta` (below)"
+    )
     return [
+        models_line(args),
+        "",
         f"Task: continue a movie-review opening warmly; judge: {args.judge} (higher is more positive). "
         f"{len(outcome.eval_prompts)} held-out prompts x {len(args.seeds)} sampling seeds {args.seeds}, the same "
         "prompts and seeds for every method. Win rates are paired (same prompt, same seed), ties counting one half; "
         "intervals are 95% bootstrap intervals over prompts.",
         "",
-        f"LLMdoctor decodes at its guidance beta ({args.guidance_beta:g}, ratio guidance), chosen before this run on "
-        "validation prompts (docs/results.md); the GenARM-style doctor at the beta of "
+        f"LLMdoctor decodes (ratio guidance) at {llmdoctor_beta}; the GenARM-style doctor at the beta of "
         + ", ".join(f"{b:g}" for b in args.baseline_betas)
         + f" that scored best on {args.validation_prompts} validation "
         "prompts of this run (training prompts kept out of the pairs); the paper-literal ablation (mixed in, no "

@@ -60,6 +60,9 @@ class DoctorConfig:
             log p_doctor).
         guidance_reference (`str`, *optional*):
             For ratio guidance: `"patient"` (the patient's own scores) or `"initial"` (the doctor's initial weights).
+        beta_choice (`dict[str, Any]`, *optional*):
+            How `beta` was chosen, when [`choose_beta`] chose it: the rule, the candidates and the table measured on
+            the validation prompts (see [`BetaChoice.to_dict`]).
         extra (`dict[str, Any]`, *optional*, defaults to `{}`):
             Keys of the file this version does not know: kept, and saved again.
 
@@ -98,12 +101,19 @@ class DoctorConfig:
     beta: float | None = None
     guidance: str | None = None
     guidance_reference: str | None = None
+    beta_choice: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def decoding_beta(self) -> float:
         """The doctor weight to decode with when a call gives none."""
         return UNRECORDED_BETA if self.beta is None else float(self.beta)
+
+    def is_truncated_copy(self, initial_name_or_path: str) -> bool:
+        """Whether a doctor whose weights started from `initial_name_or_path` is a truncated copy of its patient:
+        not a whole copy, yet started from the patient's own checkpoint (a doctor started from another model, weak to
+        strong, is not)."""
+        return self.copy_of_patient is False and initial_name_or_path == self.patient_name_or_path
 
     @property
     def uses_ratio(self) -> bool:

@@ -1,6 +1,6 @@
 """What `DoctorModel.save_pretrained` and its loaders need besides the weights: the staging folder of an atomic save
-(and the clean-up of those an interrupted save left behind), the check that a LoRA doctor's base can be reloaded,
-and loading one safetensors file with an error that names it."""
+(and the clean-up of those an interrupted save left behind), the atomic rewrite of a saved doctor's settings, the
+check that a LoRA doctor's base can be reloaded, and loading one safetensors file with an error that names it."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from ..utils.adapters import has_adapter
-from ..utils.constants import CONFIG_NAME
+from ..utils.adapters import base_model_name_or_path, has_adapter
+from ..utils.constants import CONFIG_NAME, DOCTOR_CONFIG_NAME
 from ..utils.hub import looks_like_local_path
 from .config import DoctorConfig
 
@@ -33,6 +33,19 @@ def make_staging_folder(target: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     (staging / STAGING_MARKER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     return staging
+
+
+def save_config_atomically(config: DoctorConfig, save_directory: str | os.PathLike) -> None:
+    """Write `config` as the `doctor_config.json` of the existing folder `save_directory` in one `os.replace` (staged
+    beside the folder, as `DoctorModel.save_pretrained` stages), so an interrupted write leaves the old file whole."""
+    save_directory = Path(save_directory)
+    remove_stale_staging_folders(save_directory.parent)
+    staging = make_staging_folder(save_directory)
+    try:
+        config.save_pretrained(staging)
+        os.replace(staging / DOCTOR_CONFIG_NAME, save_directory / DOCTOR_CONFIG_NAME)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove_stale_staging_folders(parent: str | os.PathLike) -> list[Path]:
@@ -95,7 +108,7 @@ def check_adapter_base_reloadable(lm: nn.Module, doctor_config: DoctorConfig) ->
         "doctor.pretrained_model.merge_and_unload()`), or save the base first (`base.save_pretrained(path)`) and "
         "build the doctor on `AutoModelForCausalLM.from_pretrained(path)`."
     )
-    if doctor_config.copy_of_patient is False:
+    if doctor_config.is_truncated_copy(base_model_name_or_path(lm)):
         depth = lm.config.get_text_config().num_hidden_layers
         raise ValueError(
             f"This LoRA doctor's base is a truncated copy of the patient ({depth} layers): the saved adapter would "

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -118,21 +122,44 @@ def best_of_n_generate_fn(sample_fn: Callable[[list[Prompt], int], list[str]], j
     return generate
 
 
+def generations(
+    method: Method, prompts: list[Prompt], seeds: Sequence[int], cache_dir: str | os.PathLike | None = None
+) -> tuple[list[list[str]], float]:
+    """`method`'s texts per seed on `prompts`, and the seconds they took. With `cache_dir`, they are written to
+    `<cache_dir>/<method name>.json` as soon as they exist and read from there when that file holds the same prompts
+    and seeds (an interrupted evaluation resumes where it stopped)."""
+    path = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', method.name)}.json" if cache_dir else None
+    key = {"name": method.name, "prompts": prompts, "seeds": list(seeds)}
+    if path is not None and path.is_file():
+        cached = json.loads(path.read_text())
+        if cached["key"] == key:
+            return cached["texts_by_seed"], cached["seconds"]
+    start = time.perf_counter()
+    texts_by_seed = [method.generate(prompts, seed) for seed in seeds]
+    seconds = time.perf_counter() - start
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(path.name + ".tmp")
+        staging.write_text(json.dumps({"key": key, "texts_by_seed": texts_by_seed, "seconds": seconds}))
+        os.replace(staging, path)
+    return texts_by_seed, seconds
+
+
 def evaluate_methods(
     methods: Sequence[Method],
     prompts: list[Prompt],
     judge: str | Judge,
     baseline: str,
     seeds: Sequence[int] = (0,),
+    cache_dir: str | os.PathLike | None = None,
 ) -> list[MethodResult]:
     """Run every method on the same prompts and seeds; score with the judge; win rates are against `baseline`,
-    sample by sample (same prompt, same seed)."""
+    sample by sample (same prompt, same seed). With `cache_dir`, each method's texts are kept there as soon as they
+    exist and reused by a later call with the same prompts and seeds (`generations`)."""
     judge = get_judge(judge)
     runs = {}
     for method in methods:
-        start = time.perf_counter()
-        texts_by_seed = [method.generate(prompts, seed) for seed in seeds]
-        seconds = time.perf_counter() - start
+        texts_by_seed, seconds = generations(method, prompts, seeds, cache_dir)
         texts = [text for seed_texts in texts_by_seed for text in seed_texts]
         runs[method.name] = (method, texts_by_seed, texts, [judge(text) for text in texts], seconds)
     if baseline not in runs:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import DynamicCache
 
-from ..utils.adapters import adapter_disabled
+from ..utils.adapters import BASE_ROWS, adapter_disabled, mixed_batch_adapter, rows_by_adapter
 from ..utils.logps import position_ids_from_mask
 
 
@@ -23,12 +23,45 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
+class GroupedCache(DynamicCache):
+    """A `DynamicCache` whose rows are `groups` copies of the batch (for instance the patient's rows, then each
+    doctor's rows): the batch operations applied with indices over one copy (beam reordering, expansion, selection)
+    are applied to every copy."""
+
+    groups: int = 1
+
+    def _expanded(self, indices: torch.LongTensor) -> torch.LongTensor:
+        rows = next((layer.keys.shape[0] for layer in self.layers if getattr(layer, "is_initialized", False)), None)
+        if rows is None:
+            return indices
+        per_group = rows // self.groups
+        return torch.cat([indices + group * per_group for group in range(self.groups)])
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(self._expanded(beam_idx))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(self._expanded(indices))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        rows = next((layer.keys.shape[0] for layer in self.layers if getattr(layer, "is_initialized", False)), 0)
+        per_group = rows // self.groups
+        super().batch_select_indices(self._expanded(torch.arange(per_group).repeat_interleave(repeats)))
+
+
 @dataclass(frozen=True)
 class Stream:
-    """One causal LM to run alongside the patient: `model`, or its base (adapter disabled) if `base_only`."""
+    """One causal LM to run alongside the patient: `model`, or its base (adapter disabled) if `base_only`. With
+    `with_base`, a LoRA model's rows and its base's rows share one forward (`rows_by_adapter`), which gives two
+    logits: the model's, then the base's."""
 
     model: PreTrainedModel
     base_only: bool = False
+    with_base: bool = False
+
+    @property
+    def outputs(self) -> int:
+        return 2 if self.with_base else 1
 
     def cache_kwarg(self) -> str:
         """transformers renamed `past_key_values` to `cache` during 5.x: the name the model itself takes, read from
@@ -77,7 +110,8 @@ class IncrementalForward:
         self._caches: list[DynamicCache] = []
 
     def __call__(self, streams: list[Stream], input_ids: torch.LongTensor, device: torch.device) -> list[torch.Tensor]:
-        """Next-token logits `(batch_size, vocab_size_i)` of each stream after `input_ids` `(batch_size, length)`."""
+        """Next-token logits `(batch_size, vocab_size_i)` after `input_ids` `(batch_size, length)`, in the order of
+        `streams`, one per output of each (a `with_base` stream gives the model's, then its base's)."""
         for model in {id(s.model): s.model for s in streams}.values():  # outside inference mode: params stay trainable
             if model.device != device and getattr(model, "hf_device_map", None) is None:
                 model.to(device)
@@ -89,7 +123,7 @@ class IncrementalForward:
                 position_ids = position_ids_from_mask(mask)
                 new_tokens = input_ids
                 self._streams = tuple(streams)
-                self._caches = [DynamicCache(config=stream.model.config) for stream in streams]
+                self._caches = [self._new_cache(stream) for stream in streams]
             else:
                 if not torch.equal(parents, torch.arange(len(parents), device=parents.device)):
                     for cache in self._caches:
@@ -103,11 +137,27 @@ class IncrementalForward:
             logits = []
             for stream, cache in zip(streams, self._caches):
                 inputs = {"input_ids": new_tokens, "attention_mask": mask, "position_ids": position_ids}
-                inputs = {name: tensor.to(stream.model.device) for name, tensor in inputs.items()}
-                with adapter_disabled(stream.model) if stream.base_only else nullcontext():
+                inputs = {
+                    name: tensor.to(stream.model.device).repeat(stream.outputs, 1) for name, tensor in inputs.items()
+                }
+                with self._rows_of(stream):
                     outputs = stream.model(**inputs, **{stream.cache_kwarg(): cache}, use_cache=True, logits_to_keep=1)
-                logits.append(outputs.logits[:, -1].to(device))
+                logits += outputs.logits[:, -1].to(device).chunk(stream.outputs)
         return [tensor.clone() for tensor in logits]  # ordinary tensors again, for the processors that follow
+
+    @staticmethod
+    def _new_cache(stream: Stream) -> DynamicCache:
+        """An empty cache for `stream`: one group of rows per output, reordered together."""
+        cache = GroupedCache(config=stream.model.config)
+        cache.groups = stream.outputs
+        return cache
+
+    @staticmethod
+    def _rows_of(stream: Stream):
+        """The context that makes `stream.model` compute what the stream asks of it."""
+        if stream.with_base:
+            return rows_by_adapter(stream.model, [mixed_batch_adapter(stream.model), BASE_ROWS])
+        return adapter_disabled(stream.model) if stream.base_only else nullcontext()
 
     def _check_prefill(self, streams: list[Stream], input_ids: torch.LongTensor) -> None:
         """At a prefill that starts a new generation (not a restart of the current one), refuse a mask left over

@@ -20,42 +20,17 @@ import os
 from collections.abc import Iterator, Sequence
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ..doctor.config import DoctorConfig
+from ..utils.adapters import BASE_ROWS, rows_by_adapter
 from ..utils.constants import ADAPTER_CONFIG_NAME
 from ..utils.hub import find_file, hub_kwargs_of
-from .cached_forward import Stream
+from .cached_forward import GroupedCache, Stream
 from .loading import doctor_weights, recorded_weights
 
 
 BATCH_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "token_type_ids")
-
-
-class GroupedCache(DynamicCache):
-    """A `DynamicCache` whose rows are `groups` copies of the batch (patient rows, then each doctor's rows): the
-    batch operations `generate` applies with indices over one copy (beam reordering, expansion, selection) are
-    applied to every copy."""
-
-    groups: int = 1
-
-    def _expanded(self, indices: torch.LongTensor) -> torch.LongTensor:
-        rows = next((layer.keys.shape[0] for layer in self.layers if getattr(layer, "is_initialized", False)), None)
-        if rows is None:
-            return indices
-        per_group = rows // self.groups
-        return torch.cat([indices + group * per_group for group in range(self.groups)])
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        super().reorder_cache(self._expanded(beam_idx))
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        super().batch_select_indices(self._expanded(indices))
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        rows = next((layer.keys.shape[0] for layer in self.layers if getattr(layer, "is_initialized", False)), 0)
-        per_group = rows // self.groups
-        super().batch_select_indices(self._expanded(torch.arange(per_group).repeat_interleave(repeats)))
 
 
 class GuidedModel:
@@ -204,8 +179,7 @@ class GuidedModel:
         if groups == 1:
             yield 1
             return
-        row_adapters = ["__base__"] + [self.adapter_names[i] for i in active]
-        handles = []
+        row_adapters = [BASE_ROWS] + [self.adapter_names[i] for i in active]
 
         def expand_batch(module, args, kwargs):
             for name in BATCH_INPUTS:
@@ -213,28 +187,18 @@ class GuidedModel:
                     kwargs[name] = torch.cat([kwargs[name]] * groups, dim=0)
             return args, kwargs
 
-        def name_rows(module, args, kwargs):
-            rows = args[0].shape[0] if args else kwargs["x"].shape[0]
-            kwargs["adapter_names"] = [name for name in row_adapters for _ in range(rows // groups)]
-            return args, kwargs
-
         def mix_logits(module, args, kwargs, output):
             output.logits = self.mix(output.logits, groups)
             return output
 
-        from peft.tuners.lora import LoraLayer
-        from peft.utils import ModulesToSaveWrapper
-
         self.peft_model.base_model.enable_adapter_layers()
+        handles = [
+            self.patient.register_forward_pre_hook(expand_batch, with_kwargs=True),
+            self.patient.register_forward_hook(mix_logits, with_kwargs=True),
+        ]
         try:
-            handles.append(self.patient.register_forward_pre_hook(expand_batch, with_kwargs=True))
-            handles.append(self.patient.register_forward_hook(mix_logits, with_kwargs=True))
-            handles += [
-                module.register_forward_pre_hook(name_rows, with_kwargs=True)
-                for module in self.patient.modules()
-                if isinstance(module, (LoraLayer, ModulesToSaveWrapper))  # both take per-row `adapter_names`
-            ]
-            yield groups
+            with rows_by_adapter(self.patient, row_adapters):
+                yield groups
         finally:
             for handle in handles:
                 handle.remove()

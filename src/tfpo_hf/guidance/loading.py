@@ -153,13 +153,16 @@ def initial_model(doctor: PreTrainedModel, config: DoctorConfig, from_pretrained
 
 
 def check_vocabulary(doctor: PreTrainedModel, tokenizer, doctor_tokenizer) -> None:
-    """Refuse a doctor whose vocabulary is smaller than the patient tokenizer's, or whose saved tokenizer differs."""
+    """Refuse a doctor whose vocabulary is smaller than the patient tokenizer's, or whose saved tokenizer differs. A
+    vocabulary larger than the tokenizer (LM-head padding rows) is fine."""
     name = doctor.name_or_path or type(doctor).__name__
     vocab_size = doctor.config.get_text_config().vocab_size
     if vocab_size < len(tokenizer):
         raise ValueError(
             f"Doctor {name!r} has {vocab_size} vocabulary ids, fewer than the {len(tokenizer)} tokens of the "
-            f"patient tokenizer {tokenizer.name_or_path!r}: they cannot share a vocabulary."
+            f"patient tokenizer {tokenizer.name_or_path!r}: they cannot share a vocabulary. Pick a doctor of the "
+            "patient's model family, which uses its tokenizer (its LM head may be wider than the tokenizer, padded, "
+            "but never narrower)."
         )
     if doctor_tokenizer is not None and doctor_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError(

@@ -11,6 +11,7 @@ import torch
 from transformers import LogitsProcessor
 
 from ..doctor.config import DoctorConfig
+from ..utils.adapters import mixed_batch_adapter
 from ..utils.hub import hub_kwargs_of
 from ..utils.logps import log_softmax_keeping_masked
 from .cached_forward import IncrementalForward, Stream
@@ -44,8 +45,10 @@ class DoctorLogitsProcessor(LogitsProcessor):
     records them; a doctor that records none is mixed in with `beta = 0.5`, `alpha = 1`.
 
     Each doctor (and each reference that is a model) keeps its own KV cache: the prompts are prefilled once, then
-    every call feeds one new token per row. Greedy search, sampling, beam search, `num_return_sequences`, left-padded
-    batches and `pipeline("text-generation")` are supported; a call that does not continue the previous one starts
+    every call feeds one new token per row. A LoRA doctor and its base (`references="initial"`) share one forward and
+    one cache: the adapter's rows and the base's rows in one batch (PEFT's per-row `adapter_names`), so the reference
+    costs extra rows, not a second pass over the weights. Greedy search, sampling, beam search,
+    `num_return_sequences`, left-padded batches and `pipeline("text-generation")` are supported; a call that does not continue the previous one starts
     over, so one processor serves many `generate` calls. How the caches follow `generate` (beams, batch expansion,
     padding, references, `-inf`) is described in docs/method.md, "The processor's mechanics".
 
@@ -63,7 +66,11 @@ class DoctorLogitsProcessor(LogitsProcessor):
             they agree, else `1.0`.
         tokenizer (`PreTrainedTokenizerBase`, *optional*):
             The patient's tokenizer. When given, a doctor with fewer vocabulary ids than `len(tokenizer)`, or saved
-            with a different tokenizer, raises a `ValueError` here; it also provides the default `pad_token_id`.
+            with a different tokenizer, raises a `ValueError` here; it also provides the default `pad_token_id`, and
+            bounds the guided vocabulary to its ids: the rows of an LM head beyond `len(tokenizer)` (the padding of
+            models of one family with heads of different widths, such as Qwen2.5-7B's 152,064 rows and -3B's 151,936
+            for 151,665 tokens) are left out of every log-softmax and get `-inf`. Without it, the padding rows the
+            patient and a doctor both have are guided as if they were tokens.
         attention_mask (`torch.LongTensor` of shape `(batch_size, prompt_length)`, *optional*):
             The attention mask of the prompts of the next `generate` call, and of that call only (call
             [`~DoctorLogitsProcessor.set_attention_mask`] before each later call). Pass it when a prompt may start
@@ -177,6 +184,11 @@ class DoctorLogitsProcessor(LogitsProcessor):
                 check_vocabulary(doctor, tokenizer, saved_tokenizer(source, hub_lookup, from_pretrained_kwargs))
             self.doctors.append(doctor)
         self.references = resolve_references(self.doctors, references, recorded, tokenizer, from_pretrained_kwargs)
+        # A LoRA doctor and its base (the "initial" reference) share one forward: adapter rows, then base rows.
+        self._base_in_batch = [
+            reference == BASE and mixed_batch_adapter(doctor) is not None
+            for doctor, reference in zip(self.doctors, self.references)
+        ]
         betas, self.alpha = recorded_weights(recorded, betas, alpha)
         self.normalize = normalize
         if pad_token_id is None and tokenizer is not None:
@@ -187,6 +199,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
         if pad_token_id is None:
             pad_token_id = getattr(self.doctors[0].config.get_text_config(), "pad_token_id", None)
         self.pad_token_id = pad_token_id
+        self.vocab_size = len(tokenizer) if tokenizer is not None else None  # ids beyond it: LM-head padding
         self._forward = IncrementalForward(pad_token_id, attention_mask)
         self.betas: list[float] = [0.0] * len(self.doctors)
         self.set_betas(betas)
@@ -206,13 +219,16 @@ class DoctorLogitsProcessor(LogitsProcessor):
         self._forward.reset()
 
     def _streams(self) -> list[Stream]:
-        """The models to run for the active doctors: each doctor, then its reference when that is a model or base."""
+        """The models to run for the active doctors: each doctor, then its reference when that is a model or a base
+        that cannot share the doctor's forward."""
         streams = []
-        for doctor, reference, beta in zip(self.doctors, self.references, self.betas):
+        for doctor, reference, beta, base_in_batch in zip(
+            self.doctors, self.references, self.betas, self._base_in_batch
+        ):
             if beta == 0:
                 continue
-            streams.append(Stream(doctor))
-            if reference == BASE:
+            streams.append(Stream(doctor, with_base=base_in_batch))
+            if reference == BASE and not base_in_batch:
                 streams.append(Stream(doctor, base_only=True))
             elif isinstance(reference, torch.nn.Module):
                 streams.append(Stream(reference))
@@ -242,19 +258,27 @@ class DoctorLogitsProcessor(LogitsProcessor):
 
         Return:
             `torch.Tensor` of shape `(batch_size, vocab_size)`: the mixed scores, in the dtype of `scores`. Columns
-            beyond a doctor's (or reference's) vocabulary are `-inf` (unless every beta is 0).
+            beyond a doctor's (or reference's) vocabulary are `-inf` (unless every beta is 0), and so are the ids at
+            or beyond `len(tokenizer)` (unless `scores` are returned as they are). Each log-softmax runs over the
+            shared ids: the patient's over its first `min(len(tokenizer), scores.shape[-1])` columns (all of them
+            without `tokenizer`), a doctor's or reference's over as many, or over its whole width when narrower.
         """
         if self.alpha == 1 and not self.normalize and all(beta == 0 for beta in self.betas):
             return scores
+        vocab_size = scores.shape[-1] if self.vocab_size is None else min(self.vocab_size, scores.shape[-1])
+        if vocab_size < scores.shape[-1]:  # the patient's LM-head padding rows: not tokens
+            scores = torch.nn.functional.pad(
+                scores[:, :vocab_size], (0, scores.shape[-1] - vocab_size), value=-math.inf
+            )
         patient_logps = log_softmax_keeping_masked(scores)
         mixed = self.alpha * patient_logps if self.alpha != 0 else torch.zeros_like(scores)
         uses_patient = self.alpha != 0 or any(
             beta != 0 and reference == PATIENT for beta, reference in zip(self.betas, self.references)
         )
         impossible = torch.isneginf(patient_logps) if uses_patient else torch.zeros_like(scores, dtype=torch.bool)
+        impossible[:, vocab_size:] = True
         streams = self._streams()
         logits = iter(self._forward(streams, input_ids.to(scores.device), scores.device) if streams else [])
-        vocab_size = scores.shape[-1]
         for index, (beta, reference) in enumerate(zip(self.betas, self.references)):
             if beta == 0:
                 continue

@@ -74,7 +74,7 @@ def make_doctor(model: DoctorModel | PreTrainedModel | str, args: TFPOConfig, pe
         return doctor
     if has_adapter(doctor.pretrained_model):
         raise ValueError("The doctor already holds a PEFT adapter; do not pass `peft_config` as well.")
-    if doctor.doctor_config.copy_of_patient is False:
+    if doctor.doctor_config.is_truncated_copy(base_model_name_or_path(doctor.pretrained_model)):
         depth = doctor.config.get_text_config().num_hidden_layers
         raise ValueError(
             f"The doctor is a truncated copy of the patient ({depth} layers): a LoRA adapter on it could not be "
@@ -95,14 +95,26 @@ def check_doctor(
     source: str | None = None,
 ) -> None:
     """Refuse a doctor that cannot share the patient's tokens; warn about low-precision weights without mixed
-    precision (updates smaller than bf16's resolution are lost: the doctor barely moves)."""
-    doctor_vocab = doctor.pretrained_model.get_output_embeddings().weight.shape[0]
-    if patient is not None and doctor_vocab != patient.get_output_embeddings().weight.shape[0]:
+    precision (updates smaller than bf16's resolution are lost: the doctor barely moves).
+
+    Token rewards are indexed by the tokenizer's ids, so the doctor and the patient need an LM-head row for each id
+    of `processing_class`; their heads may have different widths (models of one family pad them differently,
+    Qwen2.5-7B to 152,064 rows and -3B to 151,936 for 151,665 tokens), the rows beyond the tokenizer being padding.
+    """
+    num_tokens = len(processing_class)
+    widths = {"doctor": doctor.pretrained_model.get_output_embeddings().weight.shape[0]}
+    if patient is not None:
+        widths["patient"] = patient.get_output_embeddings().weight.shape[0]
+    narrow = [role for role, width in widths.items() if width < num_tokens]
+    if narrow:
+        heads = " and ".join(f"the {role}'s LM head has {width} rows" for role, width in widths.items())
         raise ValueError(
-            f"The doctor's vocabulary has {doctor_vocab} tokens but the patient's has "
-            f"{patient.get_output_embeddings().weight.shape[0]}: token rewards are indexed by the patient's tokens, so "
-            "both must share one tokenizer. Pick a doctor from the patient's family, or "
-            "`DoctorModel.from_patient(patient, num_layers)`."
+            f"The tokenizer {processing_class.name_or_path!r} has {num_tokens} tokens, but {heads}: token ids "
+            f"{min(widths[role] for role in narrow)} to {num_tokens - 1} have no row in the LM head of the "
+            f"{' and the '.join(narrow)}. Token rewards are indexed by the tokenizer's ids, so both models need a row "
+            "for each (a head may be wider than the tokenizer, padded, never narrower). Pass the tokenizer of the "
+            "patient's model family as `processing_class`, and a doctor of that family (or "
+            "`DoctorModel.from_patient(patient, num_layers)`)."
         )
     saved = saved_tokenizer(
         source or doctor.config.name_or_path or "", hub_lookup=source is not None, from_pretrained_kwargs={}
@@ -127,11 +139,11 @@ def record_training_settings(
     depth = doctor.config.get_text_config().num_hidden_layers
     if patient is not None:
         record.patient_name_or_path = patient.config.name_or_path
-        if (
+        # a doctor started from another model (weak to strong) is no copy of this patient, whatever it recorded
+        record.copy_of_patient = (
             reference_name == patient.config.name_or_path
             and depth == patient.config.get_text_config().num_hidden_layers
-        ):
-            record.copy_of_patient = True
+        )
     record.theta, record.tau = args.theta, args.tau
     record.positive_system_prompt, record.negative_system_prompt = (
         args.positive_system_prompt,

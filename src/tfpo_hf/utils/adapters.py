@@ -1,11 +1,11 @@
 """PEFT adapters seen one way, whether a model is a `peft.PeftModel` or a transformers model that loaded an adapter
 itself (`AutoModelForCausalLM.from_pretrained` on an adapter folder, `load_adapter`): is there one, what is its base,
-switch it off, save it."""
+switch it off, run adapter and base rows in one batch, save it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from torch import nn
@@ -60,6 +60,63 @@ def adapter_disabled(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for parameter, flag in requires_grad.items():
             parameter.requires_grad_(flag)
+
+
+BASE_ROWS = "__base__"  # PEFT's name, in per-row `adapter_names`, for rows computed without any adapter
+
+
+def mixed_batch_adapter(model: nn.Module) -> str | None:
+    """The name of `model`'s active adapter when rows of it and rows of the base can share one batch (PEFT's
+    mixed-batch forward: every tuner layer a LoRA layer, unmerged, without DoRA, one adapter active), else `None`."""
+    if not has_adapter(model):
+        return None
+    from peft.tuners.lora import LoraLayer
+
+    layers = _adapter_layers(model)
+    active = {name for layer in layers for name in layer.active_adapters}
+    if len(active) != 1:
+        return None
+    (name,) = active
+    for layer in layers:
+        if isinstance(layer, LoraLayer):
+            if layer.merged or layer.disable_adapters or layer.use_dora.get(name, False):
+                return None
+        elif not _is_modules_to_save(layer):
+            return None
+    return name
+
+
+@contextmanager
+def rows_by_adapter(model: nn.Module, row_adapters: Sequence[str]) -> Iterator[None]:
+    """Inside the block, each forward of `model` splits its batch into `len(row_adapters)` equal groups of rows, in
+    order, and computes the i-th group with adapter `row_adapters[i]` (`BASE_ROWS`: no adapter), in one pass over the
+    shared base weights: PEFT's per-row `adapter_names`, set on every LoRA layer and `modules_to_save` wrapper by
+    forward pre-hooks (`PeftModel.forward(adapter_names=...)` does the same for a `PeftModel` called directly)."""
+    from peft.tuners.lora import LoraLayer
+
+    groups = len(row_adapters)
+
+    def name_rows(module, args, kwargs):
+        rows = args[0].shape[0] if args else kwargs["x"].shape[0]
+        kwargs["adapter_names"] = [name for name in row_adapters for _ in range(rows // groups)]
+        return args, kwargs
+
+    handles = [
+        module.register_forward_pre_hook(name_rows, with_kwargs=True)
+        for module in model.modules()
+        if isinstance(module, LoraLayer) or _is_modules_to_save(module)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _is_modules_to_save(module: nn.Module) -> bool:
+    from peft.utils import ModulesToSaveWrapper
+
+    return isinstance(module, ModulesToSaveWrapper)
 
 
 def _adapter_layers(model: nn.Module) -> list[nn.Module]:

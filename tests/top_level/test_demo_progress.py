@@ -1,0 +1,37 @@
+"""`RunProgress`: a demo run's finished steps on disk, reused by a resumed run with the same settings only."""
+
+import json
+
+import pytest
+from datasets import Dataset
+
+from tfpo_hf.demo.progress import RunProgress
+
+
+SETTINGS = {"output_dir": "a", "resume": False, "seed": 0, "seeds": [0, 1]}
+
+
+def test_steps_are_computed_once_and_read_back(tmp_path):
+    calls = []
+
+    def pairs():
+        calls.append("pairs")
+        return Dataset.from_dict({"prompt": ["x", "y"]}), {"pairs": 2}
+
+    progress = RunProgress(tmp_path, SETTINGS)
+    assert progress.json("choice", lambda: {"beta": 2.0}) == {"beta": 2.0}
+    dataset, stats = progress.dataset("pairs", pairs)
+    resumed = RunProgress(tmp_path, {**SETTINGS, "output_dir": "elsewhere", "resume": True})
+    assert resumed.json("choice", lambda: pytest.fail("recomputed")) == {"beta": 2.0}
+    again, again_stats = resumed.dataset("pairs", pairs)
+    assert calls == ["pairs"] and again["prompt"] == dataset["prompt"] == ["x", "y"] and again_stats == stats
+    assert not list(tmp_path.glob("*.tmp")), "no staging file is left behind"
+
+
+def test_other_settings_are_refused_and_resume_false_starts_over(tmp_path):
+    RunProgress(tmp_path, SETTINGS).record("timings", {"pairs": 1.0})
+    with pytest.raises(ValueError, match=r"other settings \(seeds differ\).*--resume false"):
+        RunProgress(tmp_path, {**SETTINGS, "seeds": [0]}, resume=True)
+    fresh = RunProgress(tmp_path, {**SETTINGS, "seeds": [0]}, resume=False)
+    assert fresh.recorded("timings") is None
+    assert json.loads((tmp_path / "settings.json").read_text())["seeds"] == [0]
