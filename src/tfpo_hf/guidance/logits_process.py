@@ -48,9 +48,10 @@ class DoctorLogitsProcessor(LogitsProcessor):
     every call feeds one new token per row. A LoRA doctor and its base (`references="initial"`) share one forward and
     one cache: the adapter's rows and the base's rows in one batch (PEFT's per-row `adapter_names`), so the reference
     costs extra rows, not a second pass over the weights. Greedy search, sampling, beam search,
-    `num_return_sequences`, left-padded batches and `pipeline("text-generation")` are supported; a call that does not continue the previous one starts
-    over, so one processor serves many `generate` calls. How the caches follow `generate` (beams, batch expansion,
-    padding, references, `-inf`) is described in docs/method.md, "The processor's mechanics".
+    `num_return_sequences`, left-padded batches and `pipeline("text-generation")` are supported; a call that does not
+    continue the previous one starts over, so one processor serves many `generate` calls. How the caches follow
+    `generate` (beams, batch expansion, padding, references, `-inf`) is described in docs/method.md, "The processor's
+    mechanics".
 
     Args:
         doctors (`PreTrainedModel`, `DoctorModel`, `str`, or a `list` of them):
