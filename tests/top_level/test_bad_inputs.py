@@ -48,3 +48,22 @@ def test_cli_unknown_subcommand_exits_with_usage(capsys):
 def test_cli_rewards_on_a_missing_file_says_it_does_not_exist(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         main(["rewards", "--dataset", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "o")])
+
+
+EMPTY_DATA_FILES = {
+    "empty.jsonl": "",
+    "blank.jsonl": "\n  \n",
+    "empty.csv": "",
+    "header_only.csv": "prompt,chosen,rejected\n",
+    "empty_list.json": "[]",
+}
+
+
+@pytest.mark.parametrize("subcommand", ["rewards", "train"])
+@pytest.mark.parametrize("name", list(EMPTY_DATA_FILES))
+def test_cli_on_a_data_file_without_rows_names_the_file(tmp_path, subcommand, name):
+    path = tmp_path / name
+    path.write_text(EMPTY_DATA_FILES[name])
+    output = ["--output", str(tmp_path / "o")] if subcommand == "rewards" else ["--output_dir", str(tmp_path / "o")]
+    with pytest.raises(ValueError, match=f"Dataset file '.*{name}' has no rows: give it at least one preference pair"):
+        main([subcommand, "--dataset", str(path), "--patient", "missing-is-not-reached", *output])

@@ -9,9 +9,17 @@ This module imports neither transformers nor torch: a stage-1 user does not pay 
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 
-from ..utils.validation import _check_choice, _check_int_at_least, _check_positive, _invalid, _is_real
+from ..utils.validation import (
+    _check_choice,
+    _check_int_at_least,
+    _check_positive,
+    _invalid,
+    _is_real,
+    _numbers_from_scalars,
+)
 
 
 DEFAULT_POSITIVE_SYSTEM_PROMPT = (
@@ -22,6 +30,7 @@ DEFAULT_NEGATIVE_SYSTEM_PROMPT = (
     "You are an assistant that gives minimal, vague answers. Omit important details and do not explain."
 )
 DEFAULT_FACE_TEMPLATE = "{system_prompt}\n\n{prompt}"
+FACE_TEMPLATE_PLACEHOLDERS = ("{system_prompt}", "{prompt}")  # what `face_template.format` fills
 TRUNCATION_MODES = ("keep_start", "keep_end")
 
 # Help strings are rendered by argparse (`--help`), which %-formats them: never put a bare "%" in one.
@@ -84,6 +93,12 @@ class _TokenRewardFields:
     )
 
     def _validate_token_reward_fields(self) -> None:
+        """Check the shared fields, after turning numpy scalars and 0-d tensors in any field into Python numbers.
+
+        The system prompts are never formatted (they go into a chat message, or into `face_template` as a value), so
+        braces in them are kept as they are.
+        """
+        _numbers_from_scalars(self)
         _check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)
         if not _is_real(self.theta) or not 0.0 <= self.theta < 1.0:
             raise _invalid(
@@ -138,8 +153,9 @@ class TokenRewardConfig(_TokenRewardFields):
             Added to the mean Delta, > 0, so a response the faces agree on entirely gives S = 0, not NaN.
         face_template (`str`, *optional*, defaults to `"{system_prompt}\n\n{prompt}"`):
             For plain-text prompts, how a face's system prompt and the prompt are joined; must contain both
-            `{system_prompt}` and `{prompt}`. Chat datasets use the tokenizer's chat template with the face as the
-            system message instead.
+            `{system_prompt}` and `{prompt}` and no other placeholder (a literal brace is written `{{` or `}}`).
+            Chat datasets use the tokenizer's chat template with the face as the system message instead. The system
+            prompts themselves are used verbatim: braces in them are kept.
 
         > Batching and truncation
 
@@ -171,7 +187,8 @@ class TokenRewardConfig(_TokenRewardFields):
         default=DEFAULT_FACE_TEMPLATE,
         metadata={
             "help": "For plain-text prompts, how a face's system prompt and the prompt are joined; must contain "
-            "'{system_prompt}' and '{prompt}'. Chat datasets use the chat template with the face as system message."
+            "'{system_prompt}' and '{prompt}' and no other placeholder ('{{' is a literal brace). Chat datasets use "
+            "the chat template with the face as system message."
         },
     )
 
@@ -179,14 +196,25 @@ class TokenRewardConfig(_TokenRewardFields):
         self._validate_token_reward_fields()
         _check_positive("eps", self.eps, "It keeps S_t finite when the faces agree; the default is 1e-6.")
         _check_int_at_least("batch_size", self.batch_size, 1, "It is the number of sequences per patient forward.")
-        if (
-            not isinstance(self.face_template, str)
-            or "{system_prompt}" not in self.face_template
-            or "{prompt}" not in self.face_template
-        ):
-            raise _invalid(
-                "face_template",
-                self.face_template,
-                "a string containing both '{system_prompt}' and '{prompt}'",
-                f"The default is {DEFAULT_FACE_TEMPLATE!r}.",
-            )
+        _check_face_template(self.face_template)
+
+
+def _check_face_template(template: str) -> None:
+    """`face_template` is formatted with `system_prompt=` and `prompt=`: it must hold both placeholders and no
+    other (another one would fail at scoring time, with a `KeyError` naming no field)."""
+    requirement = f"a string containing both {FACE_TEMPLATE_PLACEHOLDERS[0]!r} and {FACE_TEMPLATE_PLACEHOLDERS[1]!r}"
+    fix = f"Write a literal brace as '{{{{' or '}}}}'; the default is {DEFAULT_FACE_TEMPLATE!r}."
+    if not isinstance(template, str):
+        raise _invalid("face_template", template, requirement, fix)
+    try:
+        placeholders = {"{" + name + "}" for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:  # a lone brace
+        raise _invalid("face_template", template, f"{requirement} ({error})", fix) from None
+    unknown = sorted(placeholders - set(FACE_TEMPLATE_PLACEHOLDERS))
+    if unknown:
+        raise ValueError(
+            f"`face_template` {template!r} has the placeholder(s) {', '.join(unknown)}, which nothing fills: the "
+            f"accepted placeholders are {' and '.join(FACE_TEMPLATE_PLACEHOLDERS)}. {fix}"
+        )
+    if not placeholders >= set(FACE_TEMPLATE_PLACEHOLDERS):
+        raise _invalid("face_template", template, requirement, fix)

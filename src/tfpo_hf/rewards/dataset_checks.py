@@ -1,6 +1,8 @@
 """Checks of a preference dataset at the entry of stage 1 (`TokenRewardScorer.score_dataset`) and stage 2
-(`TFPOTrainer`), before any long work starts: what the library cannot use raises a `ValueError` naming the row and
-the fix; what it can use but is probably a mistake warns once per dataset, with a count."""
+(`TFPOTrainer`), before any long work starts: data in the other kinds users have in hand (a `pandas.DataFrame`, a
+dict of column lists, a list of row dicts) becomes a `datasets.Dataset`; what the library cannot use raises a
+`ValueError` (a `TypeError` for an object of the wrong kind) naming the argument or the row, and the fix; what it can
+use but is probably a mistake warns once per dataset, with a count."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import warnings
 from collections import Counter
 from typing import Any
 
-from datasets import Dataset
+import pandas as pd
+import pyarrow as pa
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from .preference_data import preference_format
 
@@ -17,6 +21,72 @@ from .preference_data import preference_format
 MESSAGE_ROLES = ("system", "user", "assistant", "tool")
 RESPONSE_COLUMNS = ("chosen", "rejected")
 LARGEST_REWARD = 1e6  # beyond this a float32 prefix sum loses every other term; stage 1 gives |r| < 1
+ACCEPTED_DATA = "a `datasets.Dataset`, a `pandas.DataFrame`, a dict of column lists or a list of row dicts"
+
+
+def as_dataset(data: Any, argument: str) -> Dataset:
+    """`data` as a `datasets.Dataset`: a `pandas.DataFrame` (its index dropped), a dict of column lists and a list of
+    row dicts are converted; a `Dataset` is returned as is.
+
+    Args:
+        data: the dataset, in one of the kinds above.
+        argument (`str`): the argument it was passed as, named in the errors (`"train_dataset"`).
+
+    Raises:
+        ValueError: on a streaming `IterableDataset` (every row is checked, and scored, before the work starts), a
+            `DatasetDict` (pick a split), a dict whose columns have different lengths, or a column Arrow cannot hold
+            (values of different kinds).
+        TypeError: on any other object.
+    """
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (IterableDataset, IterableDatasetDict)):
+        raise ValueError(
+            f"`{argument}` is a streaming `datasets.{type(data).__name__}`: streaming is not supported, since every "
+            "row is checked (and scored by the patient if it has no token rewards) before the work starts. "
+            "Materialise it: `Dataset.from_generator(lambda: (yield from dataset), features=dataset.features)`, or "
+            "load it with `load_dataset(..., streaming=False)`."
+        )
+    if isinstance(data, DatasetDict):
+        raise ValueError(
+            f"`{argument}` is a DatasetDict with splits {list(data)}: pass one split, e.g. "
+            f"`{argument}=dataset[{next(iter(data), 'train')!r}]`."
+        )
+    try:
+        if isinstance(data, pd.DataFrame):
+            return Dataset.from_pandas(data, preserve_index=False)
+        if isinstance(data, dict) and all(isinstance(column, list) for column in data.values()):
+            return _dataset_from_columns(data, argument)
+        if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+            return Dataset.from_list(data)
+    except pa.ArrowException as error:
+        raise ValueError(
+            f"`{argument}` cannot become a `datasets.Dataset`: {error}. Each column must hold values of one kind in "
+            "every row (all lists, or all strings): fix or drop the rows that differ."
+        ) from error
+    raise TypeError(f"`{argument}` must be {ACCEPTED_DATA}, got {_describe(data)}.")
+
+
+def _dataset_from_columns(columns: dict[str, list], argument: str) -> Dataset:
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"`{argument}` is a dict of columns of different lengths {lengths}: each column needs one value per row."
+        )
+    return Dataset.from_dict(columns)
+
+
+def _describe(data: Any) -> str:
+    """The kind of `data`, and what it holds when it is a container of the wrong things."""
+    if isinstance(data, dict):
+        name, value = next((k, v) for k, v in data.items() if not isinstance(v, list))
+        return f"a dict whose column {name!r} is a {type(value).__name__}, not a list of values"
+    if isinstance(data, list):
+        row = next(row for row in data if not isinstance(row, dict))
+        return f"a list holding a {type(row).__name__}, not only row dicts"
+    if isinstance(data, str):
+        return f"the string {data!r}: load it first, with `tfpo_hf.rewards.load_preference_dataset` or `load_dataset`"
+    return f"a {type(data).__name__}"
 
 
 def check_preference_dataset(dataset: Dataset, dataset_name: str = "train") -> str:
@@ -48,12 +118,14 @@ def check_scored_dataset(dataset: Dataset, vocab_size: int, dataset_name: str = 
     """Check a scored dataset before training: ids inside the doctor's vocabulary, rewards of a usable size.
 
     Raises:
-        ValueError: on 0 rows, a token id outside `[0, vocab_size)`, or a reward larger than `LARGEST_REWARD`.
+        ValueError: on 0 rows, a missing (None) value, a token id outside `[0, vocab_size)`, or a reward larger than
+            `LARGEST_REWARD`.
     """
     if len(dataset) == 0:
         raise ValueError(f"The {dataset_name} dataset has 0 rows: give it at least one preference pair.")
     for column in ("prompt_ids", "chosen_ids", "rejected_ids"):
         for index, ids in enumerate(dataset[column]):
+            _check_number_list(ids, column, index, dataset_name)
             bad = next((token for token in ids if not 0 <= token < vocab_size), None)
             if bad is not None:
                 raise ValueError(
@@ -63,6 +135,7 @@ def check_scored_dataset(dataset: Dataset, vocab_size: int, dataset_name: str = 
     counts: Counter[str] = Counter()
     for column in ("chosen_token_rewards", "rejected_token_rewards"):
         for index, rewards in enumerate(dataset[column]):
+            _check_number_list(rewards, column, index, dataset_name)
             largest = max((abs(r) for r in rewards if not math.isnan(r)), default=0.0)
             if largest > LARGEST_REWARD:
                 raise ValueError(
@@ -73,6 +146,17 @@ def check_scored_dataset(dataset: Dataset, vocab_size: int, dataset_name: str = 
             counts["large rewards"] += largest > 1
     counts["identical"] = sum(c == r for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"]))
     _warn_counts(counts, dataset_name, len(dataset))
+
+
+def _check_number_list(values: Any, column: str, index: int, dataset_name: str) -> None:
+    """A scored column holds, in each row, a list of numbers: refuse a missing list or a missing (None) value before
+    any arithmetic meets it."""
+    where = f"Example {index} of the {dataset_name} dataset: `{column}`"
+    fix = "Fill it, drop the row (dataset.filter), or re-score the dataset with TokenRewardScorer.score_dataset."
+    if not isinstance(values, list):
+        raise ValueError(f"{where} is {values!r}, not a list with one number per token. {fix}")
+    if None in values:
+        raise ValueError(f"{where} holds None at position {values.index(None)}, where a number belongs. {fix}")
 
 
 def _check_value(value: Any, column: str, index: int) -> None:

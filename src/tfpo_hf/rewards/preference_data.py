@@ -18,13 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedTokenizerBase
 from trl import extract_prompt, maybe_apply_chat_template
 
 from ..utils.hub import looks_like_local_path
 from .config import TokenRewardConfig
+
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 
 SCORED_COLUMNS = ("prompt_ids", "chosen_ids", "chosen_token_rewards", "rejected_ids", "rejected_token_rewards")
@@ -187,12 +192,41 @@ def as_explicit_example(example: dict[str, Any], dataset_format: str) -> dict[st
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
+def load_data_file(path: Path, split: str = "train") -> Dataset:
+    """The rows of one data file (`DATA_FILE_BUILDERS` names its format) as a `Dataset`, `split` a slice of them.
+
+    Raises:
+        ValueError: naming the file when it has no rows (empty, blank, a CSV header alone, a JSON `[]`), where
+            `datasets` raises `StopIteration` or "corresponds to no data".
+    """
+    from datasets import load_dataset_builder
+
+    no_rows = (
+        f"Dataset file {str(path)!r} has no rows: give it at least one preference pair (columns prompt / chosen / "
+        "rejected, or chosen / rejected)."
+    )
+    if _is_blank(path):
+        raise ValueError(no_rows)
+    builder = load_dataset_builder(DATA_FILE_BUILDERS[path.suffix], data_files=str(path))
+    builder.download_and_prepare()
+    if not builder.info.splits["train"].num_examples:
+        raise ValueError(no_rows)
+    return builder.as_dataset(split=split)
+
+
+def _is_blank(path: Path) -> bool:
+    """Whether the file holds nothing but whitespace (read in chunks: a large file stops at its first one)."""
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
 def load_preference_dataset(
     name_or_path: str, config_name: str | None = None, split: str = "train", max_examples: int | None = None
 ):
     """Load a preference dataset from a `save_to_disk` folder, a data file, or the Hub (`datasets.load_dataset`)."""
-    from pathlib import Path
-
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     path = Path(name_or_path).expanduser()
@@ -213,7 +247,7 @@ def load_preference_dataset(
                 f"A single data file ({path.name}) has only a 'train' split, so split {split!r} would silently be its "
                 "training rows: give the evaluation rows their own file, or a slice such as 'train[90%:]'."
             )
-        dataset = load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split=split)
+        dataset = load_data_file(path, split)
     else:
         dataset = load_dataset(name_or_path, config_name, split=split)
     if max_examples is not None:

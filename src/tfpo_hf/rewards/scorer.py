@@ -11,6 +11,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pandas as pd
 import torch
 from datasets import Dataset
 from datasets.fingerprint import Hasher
@@ -18,8 +19,9 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..utils.logps import position_ids_from_mask, selective_log_softmax
+from ..utils.validation import _given
 from .config import TokenRewardConfig
-from .dataset_checks import check_preference_dataset
+from .dataset_checks import as_dataset, check_preference_dataset
 from .preference_data import (
     as_explicit_example,
     cut_at_early_eos,
@@ -121,10 +123,12 @@ class TokenRewardScorer:
             The frozen causal LM (any `AutoModelForCausalLM` model); it is only run under `torch.inference_mode`.
         tokenizer (`PreTrainedTokenizerBase`):
             The patient's tokenizer. One without a pad token is fine (padding is masked, never read).
-        config ([`TokenRewardConfig`], *optional*):
-            The face prompts, `theta`, `tau`, truncation and batch size. Defaults to `TokenRewardConfig()`.
+        config ([`TokenRewardConfig`] or [`TFPOConfig`], *optional*):
+            The face prompts, `theta`, `tau`, truncation and batch size. Defaults to `TokenRewardConfig()`; a
+            `TFPOConfig` gives its stage-1 settings (`to_token_reward_config()`).
 
     Raises:
+        `TypeError`: `patient` is not a causal LM, `tokenizer` not a tokenizer, or `config` not a config.
         `ValueError`: the tokenizer has more tokens than the patient's output layer.
 
     [`~TokenRewardScorer.score`] scores one completion and returns its [`TokenRewards`];
@@ -164,9 +168,10 @@ class TokenRewardScorer:
     def __init__(
         self, patient: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: TokenRewardConfig | None = None
     ):
+        _check_patient_and_tokenizer(patient, tokenizer)
         self.patient = patient
         self.tokenizer = tokenizer
-        self.config = config or TokenRewardConfig()
+        self.config = _token_reward_config(config)
         self.stats = ScoringStats()
         patient_vocab = patient.get_output_embeddings().weight.shape[0]
         if len(tokenizer) > patient_vocab:
@@ -235,6 +240,20 @@ class TokenRewardScorer:
             for face_prompt in (texts.positive_prompt, texts.negative_prompt)
         ]
 
+    def _completion_ids(self, texts) -> tuple[list[int], bool]:
+        """The response's ids, cut after an EOS its text holds (`cut_at_early_eos`), and whether they were cut."""
+        ids = tokenize_completion(self.tokenizer, texts.completion, texts.conversational)
+        return cut_at_early_eos(ids, self.tokenizer.eos_token_id)
+
+    def _warn_eos_text(self, count: int) -> None:
+        """Warn that `count` responses held the EOS token's text before their end (and were cut after it)."""
+        if count:
+            warnings.warn(
+                f"{count} response(s) hold the EOS token's text ({self.tokenizer.eos_token!r}) before their end: "
+                "they are cut after it, since nothing after an EOS is ever generated.",
+                stacklevel=3,
+            )
+
     def _rewards(
         self, completion_ids: list[int], positive: torch.Tensor, negative: torch.Tensor, sign: float, is_empty: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -255,10 +274,12 @@ class TokenRewardScorer:
     ) -> TokenRewards:
         """Token rewards of one completion (positive sign if `chosen`, negative otherwise).
 
-        `prompt` is a string or a list of chat messages; `completion` a string or a list of assistant messages.
+        `prompt` is a string or a list of chat messages; `completion` a string or a list of assistant messages. A
+        completion holding the EOS token's text is cut after it, with a warning, as in `score_dataset`.
         """
         texts = format_completion(prompt, completion, self.tokenizer, self.config)
-        completion_ids = tokenize_completion(self.tokenizer, texts.completion, texts.conversational)
+        completion_ids, cut_at_eos = self._completion_ids(texts)
+        self._warn_eos_text(int(cut_at_eos))
         neutral_ids = tokenize_prompt(self.tokenizer, texts.prompt, texts.conversational)
         _, completion_ids, _, _ = truncate_pair(
             neutral_ids,
@@ -292,16 +313,10 @@ class TokenRewardScorer:
         for index, example in zip(indices, examples):
             chosen = format_completion(example["prompt"], example["chosen"], self.tokenizer, self.config)
             rejected = format_completion(example["prompt"], example["rejected"], self.tokenizer, self.config)
-            conversational = chosen.conversational
-            eos = self.tokenizer.eos_token_id
-            chosen_ids, chosen_cut = cut_at_early_eos(
-                tokenize_completion(self.tokenizer, chosen.completion, conversational), eos
-            )
-            rejected_ids, rejected_cut = cut_at_early_eos(
-                tokenize_completion(self.tokenizer, rejected.completion, conversational), eos
-            )
+            chosen_ids, chosen_cut = self._completion_ids(chosen)
+            rejected_ids, rejected_cut = self._completion_ids(rejected)
             prompt_ids, chosen_ids, rejected_ids, truncated = truncate_pair(
-                tokenize_prompt(self.tokenizer, chosen.prompt, conversational),
+                tokenize_prompt(self.tokenizer, chosen.prompt, chosen.conversational),
                 chosen_ids,
                 rejected_ids,
                 self.config.max_length,
@@ -341,13 +356,22 @@ class TokenRewardScorer:
             )
         )
 
-    def score_dataset(self, dataset: Dataset, map_batch_size: int = 64, num_proc: int | None = None) -> Dataset:
+    def score_dataset(
+        self,
+        dataset: Dataset | pd.DataFrame | dict[str, list] | list[dict[str, Any]],
+        map_batch_size: int = 64,
+        num_proc: int | None = None,
+    ) -> Dataset:
         """Add `prompt_ids`, `chosen_ids`, `chosen_token_rewards`, `rejected_ids`, `rejected_token_rewards`.
+
+        `dataset` is a `datasets.Dataset`, or a `pandas.DataFrame`, a dict of column lists or a list of row dicts
+        (converted to a `Dataset`); a streaming `IterableDataset` is refused (materialise it first).
 
         Runs one batched `datasets.map` (progress bar included) whose cache is keyed by `fingerprint(dataset)`,
         so scoring the same data with the same patient and settings again loads the cached result.
         Logs the fraction of non-zero rewards and counts of empty completions and truncated examples.
         """
+        dataset = as_dataset(dataset, "dataset")
         dataset_format = check_preference_dataset(dataset, "given")
         if dataset_format == "scored":
             return dataset
@@ -372,12 +396,7 @@ class TokenRewardScorer:
         )
         cut_at_eos = sum(scored["_cut_at_eos"])
         scored = scored.remove_columns(["_empty_completions", "_truncated", "_cut_at_eos"])
-        if cut_at_eos:
-            warnings.warn(
-                f"{cut_at_eos} responses hold the EOS token's text ({self.tokenizer.eos_token!r}) before their end: "
-                "they are cut after it, since nothing after an EOS is ever generated.",
-                stacklevel=2,
-            )
+        self._warn_eos_text(cut_at_eos)
         if self.stats.empty_completions:
             logger.warning(f"{self.stats.empty_completions} empty responses got all-zero token rewards.")
         if self.stats.truncated_examples:
@@ -391,6 +410,35 @@ class TokenRewardScorer:
                 f"non-zero rewards: {self.stats.nonzero_fraction:.1%} (theta={self.config.theta})."
             )
         return scored
+
+
+def _check_patient_and_tokenizer(patient: Any, tokenizer: Any) -> None:
+    """Refuse, naming the argument, a patient that is not a causal LM or a tokenizer that is not a tokenizer."""
+    if not isinstance(patient, nn.Module) or not hasattr(patient, "get_output_embeddings"):
+        swapped = " (the order is patient, tokenizer)" if isinstance(patient, PreTrainedTokenizerBase) else ""
+        raise TypeError(
+            f"TokenRewardScorer needs `patient`: a causal LM, got {_given(patient)}{swapped}. Load it with "
+            "`AutoModelForCausalLM.from_pretrained(name)` (or `tfpo_hf.load_default_patient()`)."
+        )
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        raise TypeError(
+            f"TokenRewardScorer needs `tokenizer`: the patient's tokenizer, got {_given(tokenizer)}. Load it with "
+            "`AutoTokenizer.from_pretrained(name)`, `name` being the patient's."
+        )
+
+
+def _token_reward_config(config: Any) -> TokenRewardConfig:
+    """`config` as a `TokenRewardConfig`: the default for None, a `TFPOConfig`'s stage-1 settings for one."""
+    if config is None:
+        return TokenRewardConfig()
+    if hasattr(config, "to_token_reward_config"):
+        return config.to_token_reward_config()
+    if not isinstance(config, TokenRewardConfig):
+        raise TypeError(
+            f"`config` must be a TokenRewardConfig (or a TFPOConfig), got {_given(config)}. Build one with "
+            "`TokenRewardConfig(theta=..., tau=...)`."
+        )
+    return config
 
 
 def reward_statistics(dataset: Dataset) -> dict[str, float]:

@@ -14,7 +14,14 @@ from typing import Any
 from transformers import TrainingArguments
 
 from ..rewards.config import TokenRewardConfig, _TokenRewardFields
-from ..utils.validation import _check_choice, _check_finite, _check_int_at_least, _invalid, _is_real
+from ..utils.validation import (
+    _check_choice,
+    _check_finite,
+    _check_int_at_least,
+    _check_positive,
+    _invalid,
+    _is_real,
+)
 
 
 DEFAULT_GUIDANCE_BETA = 2.0  # measured on the demo task's validation prompts: docs/results.md
@@ -254,7 +261,23 @@ class TFPOConfig(_TokenRewardFields, TrainingArguments):
         _check_int_at_least(
             "reward_batch_size", self.reward_batch_size, 1, "It is the number of sequences per patient forward."
         )
+        self._validate_optional_numbers()
         super().__post_init__()
+
+    def _validate_optional_numbers(self) -> None:
+        """The numbers that may be None, used deep inside the optimizer, the collator and `datasets.map`."""
+        _check_positive(
+            "value_head_learning_rate",
+            self.value_head_learning_rate,
+            "Use None for `learning_rate`.",
+            optional=True,
+        )
+        _check_int_at_least(
+            "pad_to_multiple_of", self.pad_to_multiple_of, 1, "Use None for no rounding.", optional=True
+        )
+        _check_int_at_least(
+            "dataset_num_proc", self.dataset_num_proc, 1, "Use None for the main process only.", optional=True
+        )
 
     def to_token_reward_config(self) -> TokenRewardConfig:
         """The stage-1 settings carried by these training arguments (`reward_batch_size` becomes `batch_size`)."""

@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..doctor.modeling import DoctorModel
 from ..guidance.loading import check_vocabulary, saved_tokenizer
 from ..utils.adapters import base_model_name_or_path, has_adapter
+from ..utils.validation import _given
 from .config import TFPOConfig
 
 
@@ -58,18 +59,66 @@ def doctor_from_patient(patient: PreTrainedModel, num_layers: int = 0) -> Doctor
     return doctor
 
 
+def check_model_argument(model: Any) -> None:
+    """Refuse, naming the argument, a `model` that is neither a `DoctorModel`, a causal LM nor a model id."""
+    is_causal_lm = isinstance(model, nn.Module) and hasattr(model, "get_output_embeddings")
+    if not (isinstance(model, (str, DoctorModel)) or is_causal_lm):
+        raise TypeError(
+            f"TFPOTrainer needs `model`, the doctor to train: it must be a DoctorModel, a causal LM or a model id "
+            f"(a Hub id or a local path), got {_given(model)}. To start from a copy of the patient, pass "
+            "`DoctorModel.from_patient(patient)`."
+        )
+
+
+PROCESSING_CLASS_FIX = "Pass `processing_class=AutoTokenizer.from_pretrained(name)`, `name` being the patient's."
+
+
+def resolve_processing_class(processing_class: Any, doctor: DoctorModel) -> PreTrainedTokenizerBase:
+    """The trainer's tokenizer: `processing_class`, else the one saved with the doctor's checkpoint.
+
+    Raises:
+        ValueError: no `processing_class` and no tokenizer could be loaded for the doctor (one built in memory has
+            no checkpoint).
+        TypeError: `processing_class` is not a tokenizer.
+    """
+    if processing_class is None:
+        processing_class = _saved_doctor_tokenizer(doctor.config.name_or_path)
+    if not isinstance(processing_class, PreTrainedTokenizerBase):
+        raise TypeError(
+            f"TFPOTrainer needs `processing_class`: the tokenizer of the patient, which the doctor shares, got "
+            f"{_given(processing_class)}. {PROCESSING_CLASS_FIX}"
+        )
+    return processing_class
+
+
+def _saved_doctor_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with the doctor's checkpoint `name_or_path`, or a `ValueError` naming `processing_class`."""
+    needs = "TFPOTrainer needs `processing_class`: the tokenizer of the patient, which the doctor shares."
+    if not name_or_path:
+        raise ValueError(
+            f"{needs} None was given, and the doctor was built in memory, so there is no checkpoint to load one "
+            f"from. {PROCESSING_CLASS_FIX}"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{needs} None was given, and none could be loaded from the doctor's checkpoint {name_or_path!r} "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). {PROCESSING_CLASS_FIX}"
+        ) from error
+
+
 def make_doctor(model: DoctorModel | PreTrainedModel | str, args: TFPOConfig, peft_config: Any | None) -> DoctorModel:
     """A `DoctorModel` from a doctor, a causal LM (a value head is added) or a model id, with `peft_config`'s adapter
     on its LM. LoRA needs a base the saved adapter can be reloaded onto: a truncated copy of the patient has none
     (its checkpoint name is the full-depth patient's), so it is refused there: train it in full instead."""
+    check_model_argument(model)
     if isinstance(model, str):
         doctor = DoctorModel.from_pretrained(model, **(args.model_init_kwargs or {}))
     elif isinstance(model, DoctorModel):
         doctor = model
-    elif isinstance(model, nn.Module) and hasattr(model, "get_output_embeddings"):
-        doctor = DoctorModel(model)
     else:
-        raise TypeError(f"`model` must be a DoctorModel, a causal LM or a model id, got {type(model).__name__}.")
+        doctor = DoctorModel(model)
     if peft_config is None:
         return doctor
     if has_adapter(doctor.pretrained_model):

@@ -1,5 +1,5 @@
-"""Preparing a training dataset for `TFPOTrainer`: stage-1 scoring when it has no token rewards, then validation
-and truncation of every scored example."""
+"""Preparing the datasets of `TFPOTrainer`: conversion to `datasets.Dataset`, stage-1 scoring when one has no token
+rewards, then validation and truncation of every scored example."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from accelerate import PartialState
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..rewards.dataset_checks import check_preference_dataset, check_scored_dataset
+from ..rewards.dataset_checks import as_dataset, check_preference_dataset, check_scored_dataset
 from ..rewards.preference_data import SCORED_COLUMNS, truncate_pair
 from ..rewards.scorer import TokenRewardScorer
 from .config import TFPOConfig
@@ -92,3 +92,31 @@ def prepare_scored_dataset(
             stacklevel=4,
         )
     return dataset
+
+
+def prepare_datasets(
+    train_dataset: Any,
+    eval_dataset: Any,
+    patient: PreTrainedModel | None,
+    processing_class: PreTrainedTokenizerBase,
+    args: TFPOConfig,
+    vocab_size: int,
+) -> tuple[Dataset | None, Dataset | dict[str, Dataset] | None]:
+    """`TFPOTrainer`'s train and eval datasets, each converted (`as_dataset`), scored if needed, checked and truncated
+    (`prepare_scored_dataset`).
+
+    `eval_dataset` may be a dict of named datasets (a `DatasetDict` too); a dict whose values are all lists is one
+    dataset given as columns.
+    """
+
+    def prepare(data: Any, argument: str, dataset_name: str) -> Dataset:
+        dataset = as_dataset(data, argument)
+        return prepare_scored_dataset(dataset, patient, processing_class, args, dataset_name, vocab_size)
+
+    if train_dataset is not None:
+        train_dataset = prepare(train_dataset, "train_dataset", "train")
+    if isinstance(eval_dataset, dict) and not all(isinstance(values, list) for values in eval_dataset.values()):
+        eval_dataset = {name: prepare(data, f"eval_dataset[{name!r}]", name) for name, data in eval_dataset.items()}
+    elif eval_dataset is not None:
+        eval_dataset = prepare(eval_dataset, "eval_dataset", "eval")
+    return train_dataset, eval_dataset

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from datasets import Dataset
 from transformers import (
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -25,10 +25,16 @@ from ..utils.logps import completion_forward
 from .checkpoints import DoctorCheckpointMixin
 from .collator import REF_COLUMNS, TokenRewardCollator
 from .config import TFPOConfig
-from .doctor_setup import check_doctor, make_doctor, record_training_settings
+from .doctor_setup import (
+    check_doctor,
+    check_model_argument,
+    make_doctor,
+    record_training_settings,
+    resolve_processing_class,
+)
 from .losses import prefix_scores, subtrajectory_balance_loss, value_discrimination_loss
 from .reference_logps import ReferenceLogpsMixin
-from .scored_dataset import prepare_scored_dataset
+from .scored_dataset import prepare_datasets
 
 
 # the training settings a doctor's model card lists
@@ -80,14 +86,17 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
             The training arguments. Defaults to `TFPOConfig("<model name>-TFPO")`.
         data_collator (`Callable`, *optional*):
             Defaults to [`TokenRewardCollator`], padding with the tokenizer's pad token (else EOS).
-        train_dataset (`datasets.Dataset`, *optional*):
+        train_dataset (`datasets.Dataset`, `pandas.DataFrame`, `dict[str, list]` or `list[dict]`, *optional*):
             A preference dataset in one of TRL's formats (`prompt` / `chosen` / `rejected`, standard or
             conversational, or implicit-prompt `chosen` / `rejected`), or an already scored one holding `prompt_ids`,
-            `chosen_ids`, `chosen_token_rewards`, `rejected_ids` and `rejected_token_rewards`.
-        eval_dataset (`datasets.Dataset` or `dict[str, datasets.Dataset]`, *optional*):
-            Same formats as `train_dataset`.
+            `chosen_ids`, `chosen_token_rewards`, `rejected_ids` and `rejected_token_rewards`. A `pandas.DataFrame`,
+            a dict of column lists or a list of row dicts is converted to a `datasets.Dataset`; a streaming
+            `IterableDataset` is refused (every row is checked, and scored, before training: materialise it first).
+        eval_dataset (same kinds as `train_dataset`, or a `dict` of them, *optional*):
+            Same formats as `train_dataset`; a dict of named datasets (a `DatasetDict` too) is evaluated per name.
         processing_class (`PreTrainedTokenizerBase`, *optional*):
-            The tokenizer shared by patient and doctor. Defaults to the tokenizer of the doctor's checkpoint.
+            The tokenizer shared by patient and doctor. Defaults to the tokenizer saved with the doctor's checkpoint;
+            required for a doctor built in memory.
         compute_metrics (`Callable`, *optional*):
             As in [`~transformers.Trainer`]; its predictions are the doctor's summed log-probabilities of shape
             `(num_examples, 2)` (chosen, rejected) and its labels 0 (the chosen column).
@@ -146,20 +155,20 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
         patient_model: PreTrainedModel | None = None,
         args: TFPOConfig | None = None,
         data_collator: Callable | None = None,
-        train_dataset: Dataset | None = None,
-        eval_dataset: Dataset | dict[str, Dataset] | None = None,
+        train_dataset: Dataset | pd.DataFrame | dict[str, list] | list[dict] | None = None,
+        eval_dataset: Dataset | pd.DataFrame | dict[str, Any] | list[dict] | None = None,
         processing_class: PreTrainedTokenizerBase | None = None,
         compute_metrics: Callable | None = None,
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: Any | None = None,
     ):
+        check_model_argument(model)  # before the default `args` read its name
         if args is None:
             name = model if isinstance(model, str) else model.config.name_or_path
             args = TFPOConfig(f"{str(name).split('/')[-1]}-TFPO")
         doctor = make_doctor(model, args, peft_config)
-        if processing_class is None:
-            processing_class = AutoTokenizer.from_pretrained(doctor.config.name_or_path)
+        processing_class = resolve_processing_class(processing_class, doctor)
         check_doctor(doctor, processing_class, patient_model, args, model if isinstance(model, str) else None)
         vocab_size = doctor.pretrained_model.get_input_embeddings().num_embeddings
         self._reference_collator = TokenRewardCollator(padding_id(processing_class), args.pad_to_multiple_of)
@@ -167,19 +176,9 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
             data_collator = self._reference_collator
 
         # Stage 1 (when a dataset has no token rewards yet) needs the patient only here: the caller may free it after.
-        if train_dataset is not None:
-            train_dataset = prepare_scored_dataset(
-                train_dataset, patient_model, processing_class, args, "train", vocab_size
-            )
-        if isinstance(eval_dataset, dict):
-            eval_dataset = {
-                k: prepare_scored_dataset(v, patient_model, processing_class, args, k, vocab_size)
-                for k, v in eval_dataset.items()
-            }
-        elif eval_dataset is not None:
-            eval_dataset = prepare_scored_dataset(
-                eval_dataset, patient_model, processing_class, args, "eval", vocab_size
-            )
+        train_dataset, eval_dataset = prepare_datasets(
+            train_dataset, eval_dataset, patient_model, processing_class, args, vocab_size
+        )
 
         super().__init__(
             model=doctor,
