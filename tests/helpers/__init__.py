@@ -5,7 +5,8 @@
 - `tiny_data`: tiny preference and scored datasets, chat messages;
 - `training`: the one `TFPOConfig` factory (`make_args`) and a tiny `TFPOTrainer`;
 - `generation`: prompts, greedy generation and the comparison of guided generations;
-- `disk`: models saved and reloaded, files damaged on purpose;
+- `disk`: models saved and reloaded, files damaged on purpose, pickled checkpoints and a spy on `torch.load`;
+- `hub`: a guard against Hub lookups, and a fake Hub repo;
 - `config_cases`: bad values of the fields both configs share;
 - `subprocesses`: running scripts offline in a fresh interpreter.
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.constants import DOCTOR_CONFIG_NAME, LEGACY_DOCTOR_CONFIG_NAME
-from ..utils.hub import find_file
+from ..utils.hub import check_name_or_path, find_file
 
 
 UNRECORDED_BETA = 0.5  # the weight of a doctor that records no decoding defaults (a plain causal LM, an old doctor)
@@ -144,8 +144,10 @@ class DoctorConfig:
 
         Raises:
             FileNotFoundError: `name_or_path` is a local path that does not exist.
-            ValueError: naming the file when `doctor_config.json` is unreadable or not a JSON object.
+            ValueError: `name_or_path` is not a `str` or `os.PathLike`, or (naming the file) `doctor_config.json` is
+                unreadable or not a JSON object.
         """
+        check_name_or_path("name_or_path", name_or_path)
         config_file = find_file(str(name_or_path), DOCTOR_CONFIG_NAME, hub_kwargs) or find_file(
             str(name_or_path), LEGACY_DOCTOR_CONFIG_NAME, hub_kwargs
         )

@@ -29,7 +29,7 @@ from transformers.utils import ModelOutput
 
 from ..utils.adapters import has_adapter, save_adapter
 from ..utils.constants import ADAPTER_CONFIG_NAME, VALUE_HEAD_WEIGHTS_NAME
-from ..utils.hub import find_file, hub_kwargs_of, resolve_local_path
+from ..utils.hub import check_name_or_path, find_file, hub_kwargs_of, resolve_local_path, safe_loading_kwargs
 from .config import DoctorConfig
 from .model_card import write_model_card
 from .saving import (
@@ -116,6 +116,9 @@ class DoctorModel(nn.Module):
             What the doctor records about itself: the patient it was trained for, the reward settings, its flow
             reference and its decoding defaults (see [`DoctorConfig`]). Defaults to an empty config.
 
+    Raises:
+        `ValueError`: `pretrained_model` is not a causal LM (`None`, a path: use [`~DoctorModel.from_pretrained`]).
+
     Construct one with [`~DoctorModel.from_patient`] (a copy of the patient, whole or truncated) or
     [`~DoctorModel.from_pretrained`] (a saved doctor, or any causal LM checkpoint); save it with
     [`~DoctorModel.save_pretrained`] or [`~DoctorModel.push_to_hub`].
@@ -160,6 +163,14 @@ class DoctorModel(nn.Module):
         value_head: ValueHead | None = None,
         doctor_config: DoctorConfig | dict[str, Any] | None = None,
     ):
+        if not isinstance(pretrained_model, nn.Module) or not hasattr(pretrained_model, "config"):
+            given = "None" if pretrained_model is None else f"a {type(pretrained_model).__name__}"
+            raise ValueError(
+                "`pretrained_model` must be a causal LM (a transformers `PreTrainedModel`, or a `PeftModel` around "
+                f"one), got {given}. "
+                "Load one with `AutoModelForCausalLM.from_pretrained`, or load a saved doctor with "
+                "`DoctorModel.from_pretrained(path)`."
+            )
         super().__init__()
         self.pretrained_model = pretrained_model
         hidden_size = pretrained_model.config.get_text_config().hidden_size
@@ -248,13 +259,19 @@ class DoctorModel(nn.Module):
         `model_kwargs` go to `AutoModelForCausalLM.from_pretrained` (`dtype`, `revision`, `token`, ...).
         A directory holding a LoRA adapter loads its base model and the adapter (trainable).
 
+        Pickled weights (`pytorch_model.bin`, `adapter_model.bin`, `*.pt`) are refused unless `use_safetensors=False`
+        is given; the value head is only ever read from `value_head.safetensors`.
+
         Raises:
             FileNotFoundError: a local path (see `tfpo_hf.utils.hub.looks_like_local_path`) that does not exist.
-            ValueError: a corrupted `value_head.safetensors` or `doctor_config.json` (the error names the file).
+            ValueError: a name that is not a `str` or `os.PathLike`, a checkpoint holding pickled weights only, or a
+                corrupted `value_head.safetensors` or `doctor_config.json` (the error names the file).
         """
+        check_name_or_path("pretrained_model_name_or_path", pretrained_model_name_or_path)
         name = resolve_local_path(pretrained_model_name_or_path)
         if os.path.isfile(name):
             raise ValueError(f"{name} is a file: pass the folder that holds the doctor's files.")
+        model_kwargs = safe_loading_kwargs(name, model_kwargs)
         hub_kwargs = hub_kwargs_of(model_kwargs)
         if find_file(name, ADAPTER_CONFIG_NAME, hub_kwargs):
             from peft import AutoPeftModelForCausalLM

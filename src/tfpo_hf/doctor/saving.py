@@ -19,7 +19,7 @@ from torch import nn
 
 from ..utils.adapters import base_model_name_or_path, has_adapter
 from ..utils.constants import CONFIG_NAME, DOCTOR_CONFIG_NAME
-from ..utils.hub import looks_like_local_path
+from ..utils.hub import looks_like_local_path, safe_loading_kwargs
 from .config import DoctorConfig
 
 
@@ -158,6 +158,7 @@ def load_lm_weights(lm: nn.Module, checkpoint_dir: Path) -> None:
         ValueError: naming `checkpoint_dir` when its weights cannot be read or do not fit `lm`.
     """
     try:
+        safe = safe_loading_kwargs(str(checkpoint_dir), {})  # refuses pickled weights: never `torch.load`
         if hasattr(lm, "peft_config"):
             from peft import set_peft_model_state_dict
             from peft.utils import load_peft_weights
@@ -166,7 +167,7 @@ def load_lm_weights(lm: nn.Module, checkpoint_dir: Path) -> None:
         else:
             from transformers import AutoModelForCausalLM
 
-            reloaded = AutoModelForCausalLM.from_pretrained(str(checkpoint_dir), dtype=lm.dtype)
+            reloaded = AutoModelForCausalLM.from_pretrained(str(checkpoint_dir), dtype=lm.dtype, **safe)
             lm.load_state_dict(reloaded.state_dict())
     except (OSError, SafetensorError, RuntimeError, ValueError) as error:
         raise ValueError(

@@ -8,8 +8,9 @@ reorders its rows and restarted when a new `generate` call begins.
 from __future__ import annotations
 
 import inspect
+import threading
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -70,6 +71,18 @@ class Stream:
         return "past_key_values" if "past_key_values" in inspect.signature(type(model).forward).parameters else "cache"
 
 
+@dataclass
+class GenerationState:
+    """What `IncrementalForward` keeps of the generation under way: each call works on the state it started with, so
+    a thread that takes the instance over gets a fresh state and never shares caches with the one it interrupted."""
+
+    streams: tuple[Stream, ...] = ()
+    input_ids: torch.LongTensor | None = None  # (rows, length) seen at the previous call
+    mask: torch.LongTensor | None = None  # (rows, length) attention mask of those tokens
+    group_size: int = 1  # rows that `generate` made from one prompt (beams, returned sequences)
+    caches: list[DynamicCache] = field(default_factory=list)
+
+
 class IncrementalForward:
     """Feeds streams what is new in `input_ids` and returns their next-token logits.
 
@@ -80,6 +93,10 @@ class IncrementalForward:
       without one, the leading run of `pad_token_id` of each row is padding. Position ids are `cumsum(mask) - 1`.
     - **New generation.** A call whose batch size differs, whose length is not the previous one plus one, whose rows
       do not extend the previous rows, or whose streams differ, starts over with a fresh prefill.
+    - **One generation at a time.** The state belongs to the thread of the last call. A call from another thread
+      starts a new generation there and interrupts the owner's: the owner's next call that continues it raises a
+      `RuntimeError` (one instance per concurrent generation), while a later generation of its own starts afresh, so
+      generations one after the other in any threads work. Each call costs two comparisons of thread ids.
 
     Args:
         pad_token_id: token treated as left padding when no attention mask is set.
@@ -89,7 +106,10 @@ class IncrementalForward:
     def __init__(self, pad_token_id: int | None = None, attention_mask: torch.Tensor | None = None):
         self.pad_token_id = pad_token_id
         self.attention_mask = attention_mask
-        self.reset()
+        self._owner: int | None = None  # the thread whose generation `_state` holds
+        self._interrupted: dict[int, torch.LongTensor] = {}  # thread -> its `input_ids` when another took over
+        self._ownership = threading.Lock()  # held only while the owner changes, never across a forward
+        self._state = GenerationState()
 
     @property
     def attention_mask(self) -> torch.Tensor | None:
@@ -102,40 +122,49 @@ class IncrementalForward:
         self._mask_is_new = True
 
     def reset(self) -> None:
-        """Drop the caches; the next call prefills its whole `input_ids`."""
-        self._streams: tuple[Stream, ...] = ()
-        self._input_ids: torch.LongTensor | None = None  # (rows, length) seen at the previous call
-        self._mask: torch.LongTensor | None = None  # (rows, length) attention mask of those tokens
-        self._group_size = 1  # rows that `generate` made from one prompt (beams, returned sequences)
-        self._caches: list[DynamicCache] = []
+        """Drop the caches; the next call prefills its whole `input_ids`. Called from a thread other than the one
+        whose generation the caches hold, that generation is interrupted (refused at its next call)."""
+        with self._ownership:
+            if self._owner != threading.get_ident():
+                self._interrupt_owner()
+            self._owner = None
+            self._state = GenerationState()
 
     def __call__(self, streams: list[Stream], input_ids: torch.LongTensor, device: torch.device) -> list[torch.Tensor]:
         """Next-token logits `(batch_size, vocab_size_i)` after `input_ids` `(batch_size, length)`, in the order of
-        `streams`, one per output of each (a `with_base` stream gives the model's, then its base's)."""
+        `streams`, one per output of each (a `with_base` stream gives the model's, then its base's).
+
+        Raises:
+            RuntimeError: when another thread started a generation on this instance while this thread's was going on.
+        """
+        thread = threading.get_ident()
+        state = self._state  # read before the owner: if this thread owns it, no other thread replaced it since
+        if self._owner != thread:
+            state = self._take_over(thread, input_ids)
         for model in {id(s.model): s.model for s in streams}.values():  # outside inference mode: params stay trainable
             if model.device != device and getattr(model, "hf_device_map", None) is None:
                 model.to(device)
         with torch.inference_mode():
-            parents = self._parents(input_ids) if tuple(streams) == self._streams else None
+            parents = self._parents(input_ids) if tuple(streams) == state.streams else None
             if parents is None:
                 self._check_prefill(streams, input_ids)
-                mask = self._prompt_attention_mask(input_ids)
+                mask = self._prompt_attention_mask(state, input_ids)
                 position_ids = position_ids_from_mask(mask)
                 new_tokens = input_ids
-                self._streams = tuple(streams)
-                self._caches = [self._new_cache(stream) for stream in streams]
+                state.streams = tuple(streams)
+                state.caches = [self._new_cache(stream) for stream in streams]
             else:
                 if not torch.equal(parents, torch.arange(len(parents), device=parents.device)):
-                    for cache in self._caches:
+                    for cache in state.caches:
                         cache.batch_select_indices(parents)
-                    self._mask = self._mask[parents]
-                position_ids = self._mask.sum(-1, keepdim=True)
-                mask = torch.cat([self._mask, self._mask.new_ones((len(input_ids), 1))], dim=-1)
+                    state.mask = state.mask[parents]
+                position_ids = state.mask.sum(-1, keepdim=True)
+                mask = torch.cat([state.mask, state.mask.new_ones((len(input_ids), 1))], dim=-1)
                 new_tokens = input_ids[:, -1:]
-            self._input_ids, self._mask = input_ids.clone(), mask
+            state.input_ids, state.mask = input_ids.clone(), mask
 
             logits = []
-            for stream, cache in zip(streams, self._caches):
+            for stream, cache in zip(streams, state.caches):
                 inputs = {"input_ids": new_tokens, "attention_mask": mask, "position_ids": position_ids}
                 inputs = {
                     name: tensor.to(stream.model.device).repeat(stream.outputs, 1) for name, tensor in inputs.items()
@@ -143,7 +172,29 @@ class IncrementalForward:
                 with self._rows_of(stream):
                     outputs = stream.model(**inputs, **{stream.cache_kwarg(): cache}, use_cache=True, logits_to_keep=1)
                 logits += outputs.logits[:, -1].to(device).chunk(stream.outputs)
+        if self._owner != thread:  # another thread took over during this call: this generation's state is gone
+            self._interrupted.pop(thread, None)
+            raise RuntimeError(CONCURRENT_GENERATIONS)
         return [tensor.clone() for tensor in logits]  # ordinary tensors again, for the processors that follow
+
+    def _take_over(self, thread: int, input_ids: torch.LongTensor) -> GenerationState:
+        """Give `thread` a fresh state, interrupting the current owner's generation; refuse a call that continues a
+        generation of `thread` that another thread interrupted."""
+        with self._ownership:
+            interrupted = self._interrupted.pop(thread, None)
+            if interrupted is not None and _continues(input_ids, interrupted):
+                raise RuntimeError(CONCURRENT_GENERATIONS)
+            self._interrupt_owner()
+            self._owner, self._state = thread, GenerationState()
+            return self._state
+
+    def _interrupt_owner(self) -> None:
+        """Remember where the owner's generation stood, so that its next step can be refused; the records of threads
+        that have ended are dropped (a thread per request would otherwise leave one each)."""
+        alive = {thread.ident for thread in threading.enumerate()}
+        self._interrupted = {thread: ids for thread, ids in self._interrupted.items() if thread in alive}
+        if self._owner in alive and self._state.input_ids is not None:
+            self._interrupted[self._owner] = self._state.input_ids
 
     @staticmethod
     def _new_cache(stream: Stream) -> DynamicCache:
@@ -162,7 +213,7 @@ class IncrementalForward:
     def _check_prefill(self, streams: list[Stream], input_ids: torch.LongTensor) -> None:
         """At a prefill that starts a new generation (not a restart of the current one), refuse a mask left over
         from an earlier generation and token ids outside a stream's vocabulary."""
-        if self._input_ids is not None and self._parents(input_ids) is not None:
+        if self._state.input_ids is not None and self._parents(input_ids) is not None:
             return  # the same generation, restarted (the active doctors changed): its mask still applies
         if self._attention_mask is not None and not self._mask_is_new:
             raise ValueError(
@@ -184,7 +235,7 @@ class IncrementalForward:
     def _parents(self, input_ids: torch.LongTensor) -> torch.LongTensor | None:
         """For each row of `input_ids`, the index of the previous call's row that it extends by one token, or `None`
         if `input_ids` does not continue the previous call (a new generation)."""
-        previous = self._input_ids
+        previous = self._state.input_ids
         if previous is None or input_ids.shape != (previous.shape[0], previous.shape[1] + 1):
             return None
         prefix = input_ids[:, :-1]
@@ -194,14 +245,15 @@ class IncrementalForward:
         # tokens but not padding: then the parent must come from the row's own group (`generate` keeps the rows it
         # makes from one prompt together). Without a mask, padding follows from the tokens.
         same = (prefix[:, None] == previous[None]).all(-1)
-        groups = torch.arange(len(prefix), device=prefix.device) // self._group_size
+        groups = torch.arange(len(prefix), device=prefix.device) // self._state.group_size
         same &= groups[:, None] == groups[None]
         if not same.any(-1).all():
             return None
         return same.int().argmax(-1)
 
-    def _prompt_attention_mask(self, input_ids: torch.LongTensor) -> torch.LongTensor:
-        """Attention mask of shape `(batch_size, prompt_length)` for the prompts in `input_ids`."""
+    def _prompt_attention_mask(self, state: GenerationState, input_ids: torch.LongTensor) -> torch.LongTensor:
+        """Attention mask of shape `(batch_size, prompt_length)` for the prompts in `input_ids`; sets the number of
+        rows `generate` made from one prompt in `state`."""
         if self.attention_mask is not None:
             mask = self.attention_mask.to(input_ids.device).long()
             if mask.shape[-1] > input_ids.shape[-1] or len(input_ids) % len(mask):
@@ -209,11 +261,27 @@ class IncrementalForward:
                     f"The attention mask has shape {tuple(mask.shape)}, which does not fit prompts of shape "
                     f"{tuple(input_ids.shape)}: call `set_attention_mask` with the mask of this `generate` call."
                 )
-            self._group_size = len(input_ids) // len(mask)
+            state.group_size = len(input_ids) // len(mask)
             generated = input_ids.shape[-1] - mask.shape[-1]  # tokens generated before a reset (`set_betas`)
             mask = torch.nn.functional.pad(mask, (0, generated), value=1)
-            return mask.repeat_interleave(self._group_size, dim=0)
-        self._group_size = len(input_ids)
+            return mask.repeat_interleave(state.group_size, dim=0)
+        state.group_size = len(input_ids)
         if self.pad_token_id is None:
             return torch.ones_like(input_ids)
         return ((input_ids != self.pad_token_id).cumsum(-1) > 0).long()
+
+
+CONCURRENT_GENERATIONS = (
+    "Another thread started a generation with this processor while this thread's generation was going on: one "
+    "instance holds the caches of one generation at a time, and generations running at once would mix them. Make "
+    "one processor per concurrent generation (generations one after the other may share one, in any threads)."
+)
+
+
+def _continues(input_ids: torch.LongTensor, previous: torch.LongTensor) -> bool:
+    """Whether each row of `input_ids` extends some row of `previous` by one token (a later step of the same
+    generation, beams reordered or not)."""
+    if input_ids.shape != (previous.shape[0], previous.shape[1] + 1):
+        return False
+    prefix = input_ids[:, :-1].to(previous.device)
+    return bool((prefix[:, None] == previous[None]).all(-1).any(-1).all())

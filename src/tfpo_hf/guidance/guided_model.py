@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -25,9 +26,9 @@ from transformers import PreTrainedModel
 from ..doctor.config import DoctorConfig
 from ..utils.adapters import BASE_ROWS, rows_by_adapter
 from ..utils.constants import ADAPTER_CONFIG_NAME
-from ..utils.hub import find_file, hub_kwargs_of
+from ..utils.hub import find_file, hub_kwargs_of, resolve_local_path, safe_loading_kwargs
 from .cached_forward import GroupedCache, Stream
-from .loading import doctor_weights, recorded_weights
+from .loading import described, doctor_weights, is_causal_lm, recorded_weights
 
 
 BATCH_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "token_type_ids")
@@ -65,10 +66,20 @@ class GuidedModel:
             Weight of the patient's log-probabilities. Defaults to the doctors' recorded `alpha` when they agree,
             else `1.0`.
         from_pretrained_kwargs (`dict[str, Any]`, *optional*):
-            `cache_dir`, `revision` and `token`, passed on when loading adapters given as paths or Hub ids.
+            `cache_dir`, `revision` and `token`, passed on when loading adapters given as paths or Hub ids;
+            `use_safetensors=False` to accept an adapter saved as pickled `adapter_model.bin` (refused otherwise).
 
     Raises:
-        `ValueError`: the patient already holds a PEFT adapter, `doctors` is empty, or a doctor is not a LoRA adapter.
+        `ValueError`: at construction, for a `patient` that is not a transformers model or already holds a PEFT
+        adapter, empty `doctors`, a doctor that is not a LoRA adapter (nor a path or Hub id of one), a saved adapter
+        holding pickled weights only, or weights that are not finite real numbers.
+        `FileNotFoundError`: a doctor given as a local path that does not exist.
+        `RuntimeError`: at a call, while a call of this instance runs in another thread (see below).
+
+    One instance per concurrent generation: the doctors' adapters live in the patient's own modules, and a call
+    switches them on and hooks the patient's forward until it returns. A call from another thread meanwhile (of this
+    object, or of the patient itself) raises a `RuntimeError` rather than mixing the two batches; calls one after
+    the other, from any threads, are fine. Concurrent generations need one patient and one `GuidedModel` each.
 
     Memory: the KV cache ([`GroupedCache`]) holds `1 + K` times the rows of plain decoding (K active doctors); the
     adapters add their low-rank weights.
@@ -106,10 +117,23 @@ class GuidedModel:
     ):
         if hasattr(patient, "peft_config"):
             raise ValueError("The patient already holds a PEFT adapter: give GuidedModel the plain patient model.")
+        if not isinstance(patient, PreTrainedModel):
+            raise ValueError(
+                "`patient` must be a transformers causal LM (a `PreTrainedModel`, such as "
+                f"`AutoModelForCausalLM.from_pretrained(...)`), got {described(patient)}."
+            )
         sources = list(doctors) if isinstance(doctors, (list, tuple)) else [doctors]
         if not sources:
             raise ValueError("`doctors` is empty: give at least one LoRA doctor.")
+        for index, source in enumerate(sources):
+            if not (
+                isinstance(source, (str, os.PathLike)) or is_causal_lm(getattr(source, "pretrained_model", source))
+            ):
+                argument = f"doctors[{index}]" if isinstance(doctors, (list, tuple)) else "doctors"
+                raise ValueError(f"`{argument}` must be {LORA_DOCTOR_KINDS}, got {described(source)}.")
         self.patient = patient
+        self._owner: int | None = None  # the thread of the call under way, if any
+        self._ownership = threading.Lock()  # held only while a call starts or ends, never across a forward
         self.peft_model = None  # the patient wrapped by PEFT once the first adapter is in
         self.adapter_names = [f"doctor_{i}" for i in range(len(sources))]
         recorded = [
@@ -128,15 +152,17 @@ class GuidedModel:
         from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
         if isinstance(source, (str, os.PathLike)):
+            source = resolve_local_path(source)
             hub_kwargs = hub_kwargs_of(from_pretrained_kwargs)
-            if not find_file(str(source), ADAPTER_CONFIG_NAME, hub_kwargs):
-                raise ValueError(_not_lora_message(str(source)))
+            if not find_file(source, ADAPTER_CONFIG_NAME, hub_kwargs):
+                raise ValueError(_not_lora_message(source))
+            safe_loading_kwargs(source, from_pretrained_kwargs)  # PEFT itself would unpickle an adapter_model.bin
             if self.peft_model is None:
                 self.peft_model = PeftModel.from_pretrained(
-                    self.patient, str(source), adapter_name=adapter_name, **hub_kwargs
+                    self.patient, source, adapter_name=adapter_name, **hub_kwargs
                 )
             else:
-                self.peft_model.load_adapter(str(source), adapter_name=adapter_name, **hub_kwargs)
+                self.peft_model.load_adapter(source, adapter_name=adapter_name, **hub_kwargs)
             return DoctorConfig.from_pretrained(source, **hub_kwargs)
         lm = getattr(source, "pretrained_model", source)
         if not hasattr(lm, "peft_config") or not hasattr(lm, "get_base_model"):
@@ -180,8 +206,14 @@ class GuidedModel:
             yield 1
             return
         row_adapters = [BASE_ROWS] + [self.adapter_names[i] for i in active]
+        with self._ownership:
+            if self._owner is not None:
+                raise RuntimeError(CONCURRENT_CALLS)
+            self._owner = owner = threading.get_ident()
 
         def expand_batch(module, args, kwargs):
+            if threading.get_ident() != owner:  # the patient called from another thread while it is guided
+                raise RuntimeError(CONCURRENT_CALLS)
             for name in BATCH_INPUTS:
                 if isinstance(kwargs.get(name), torch.Tensor):
                     kwargs[name] = torch.cat([kwargs[name]] * groups, dim=0)
@@ -191,18 +223,21 @@ class GuidedModel:
             output.logits = self.mix(output.logits, groups)
             return output
 
-        self.peft_model.base_model.enable_adapter_layers()
-        handles = [
-            self.patient.register_forward_pre_hook(expand_batch, with_kwargs=True),
-            self.patient.register_forward_hook(mix_logits, with_kwargs=True),
-        ]
         try:
-            with rows_by_adapter(self.patient, row_adapters):
-                yield groups
+            self.peft_model.base_model.enable_adapter_layers()
+            handles = [
+                self.patient.register_forward_pre_hook(expand_batch, with_kwargs=True),
+                self.patient.register_forward_hook(mix_logits, with_kwargs=True),
+            ]
+            try:
+                with rows_by_adapter(self.patient, row_adapters):
+                    yield groups
+            finally:
+                for handle in handles:
+                    handle.remove()
+                self.peft_model.base_model.disable_adapter_layers()
         finally:
-            for handle in handles:
-                handle.remove()
-            self.peft_model.base_model.disable_adapter_layers()
+            self._owner = None
 
     def generate(self, *args, **kwargs):
         """`patient.generate` with the doctors fused in (a `GroupedCache` is made unless a cache is given)."""
@@ -221,6 +256,17 @@ class GuidedModel:
     @property
     def device(self) -> torch.device:
         return self.patient.device
+
+
+CONCURRENT_CALLS = (
+    "This GuidedModel (or its patient) was called from another thread while a call of it was under way: its "
+    "doctors' adapters live in the patient's own modules, so calls at the same time would mix their batches. Make "
+    "one GuidedModel, on its own patient, per concurrent generation (calls one after the other may share one)."
+)
+LORA_DOCTOR_KINDS = (
+    "a LoRA doctor (a saved adapter folder or its Hub id, a `PeftModel`, or a `DoctorModel` whose LM is a LoRA "
+    "adapter), or a list of them"
+)
 
 
 def _not_lora_message(name: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from ..utils.constants import ADAPTER_CONFIG_NAME, TOKENIZER_FILES
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+REFERENCE_KINDS = "None, 'none', 'patient', 'initial', 'base', a causal LM, or a local path or Hub id of one"
 _TOKENIZER_KWARGS = ("cache_dir", "local_files_only", "revision", "subfolder", "token", "trust_remote_code")
 PATIENT, INITIAL, BASE = "patient", "initial", "base"  # the guided patient; the doctor's initial weights; a LoRA base
 
@@ -27,10 +29,21 @@ def load_causal_lm(name_or_path, **from_pretrained_kwargs) -> PreTrainedModel:
     """`AutoModelForCausalLM.from_pretrained`, or for a LoRA adapter folder `AutoPeftModelForCausalLM.from_pretrained`
     (a `PeftModel`: PEFT's own loader, which every supported transformers release agrees with, where transformers'
     integration of older releases drops `modules_to_save` weights). Imported here rather than at module import (the
-    processor imports fast)."""
-    from ..utils.hub import find_file, hub_kwargs_of
+    processor imports fast).
 
-    if find_file(str(name_or_path), ADAPTER_CONFIG_NAME, hub_kwargs_of(from_pretrained_kwargs)):
+    A local path (see `tfpo_hf.utils.hub.looks_like_local_path`) is checked, and `~` expanded, before any Hub call;
+    pickled weights are refused unless `use_safetensors=False` is given (`tfpo_hf.utils.hub.safe_loading_kwargs`);
+    `trust_remote_code` is passed on only when the caller gives it.
+
+    Raises:
+        FileNotFoundError: a local path that does not exist.
+        ValueError: a checkpoint that holds pickled weights only.
+    """
+    from ..utils.hub import find_file, hub_kwargs_of, resolve_local_path, safe_loading_kwargs
+
+    name_or_path = resolve_local_path(name_or_path)
+    from_pretrained_kwargs = safe_loading_kwargs(name_or_path, from_pretrained_kwargs)
+    if find_file(name_or_path, ADAPTER_CONFIG_NAME, hub_kwargs_of(from_pretrained_kwargs)):
         from peft import AutoPeftModelForCausalLM
 
         return AutoPeftModelForCausalLM.from_pretrained(name_or_path, **from_pretrained_kwargs).eval()
@@ -39,27 +52,64 @@ def load_causal_lm(name_or_path, **from_pretrained_kwargs) -> PreTrainedModel:
     return AutoModelForCausalLM.from_pretrained(name_or_path, **from_pretrained_kwargs)
 
 
+def check_causal_lm(argument: str, value, accepted: str) -> None:
+    """Refuse a `value` of `argument` that is not a causal LM (`None`, a number, a tokenizer...), naming what was
+    given and what `accepted` says is."""
+    if not is_causal_lm(value):
+        raise ValueError(f"`{argument}` must be {accepted}, got {described(value)}.")
+
+
+def is_causal_lm(value) -> bool:
+    """Whether `value` is a model with a config and input embeddings (a transformers LM, a `PeftModel`)."""
+    return isinstance(value, torch.nn.Module) and hasattr(value, "config") and hasattr(value, "get_input_embeddings")
+
+
+def described(value) -> str:
+    """`value` for an error message: its repr when short and plain, else its type (a model's repr is pages long)."""
+    if value is None or isinstance(value, (bool, numbers.Number, str, bytes)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 def doctor_weights(betas: float | Sequence[float], num_doctors: int) -> list[float]:
-    """`betas` as one finite float per doctor (a single number applies to every doctor).
+    """`betas` as one finite float per doctor (a single number applies to every doctor). A number may be a Python,
+    numpy or 0-d torch one; a list may be a `list`, `tuple`, or 1-d tensor or array.
 
     Raises:
         ValueError: on a count that differs from `num_doctors`, or a weight that is not a finite real number.
     """
-    if isinstance(betas, (str, bytes)) or not isinstance(betas, (numbers.Real, Sequence, torch.Tensor)):
-        raise ValueError(f"betas must be a finite real number or a list of them, got {betas!r}.")
-    values = [betas] * num_doctors if isinstance(betas, numbers.Real) else list(betas)
+    betas = plain_number(betas)
+    if isinstance(betas, numbers.Real):
+        values = [betas] * num_doctors
+    elif (isinstance(betas, Sequence) and not isinstance(betas, (str, bytes))) or getattr(betas, "ndim", None) == 1:
+        values = list(betas)
+    else:
+        raise ValueError(
+            f"betas must be a finite real number or a list of them (one per doctor), got {betas!r}: pass a float "
+            "such as `betas=2.0`, or `betas=[2.0, 1.0]`."
+        )
+    values = [finite_weight(f"betas[{i}]", value) for i, value in enumerate(values)]
     if len(values) != num_doctors:
         raise ValueError(f"Got {len(values)} betas for {num_doctors} doctors: give one beta, or one per doctor.")
-    return [finite_weight(f"betas[{i}]", value) for i, value in enumerate(values)]
+    return values
 
 
 def finite_weight(name: str, value) -> float:
     """`value` as a float, refusing what is not a finite real number (NaN would turn every score into NaN)."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
-        value = value.item()
+    value = plain_number(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}.")
+        raise ValueError(
+            f"{name} must be a finite real number (a Python, numpy or 0-d torch number), got {value!r}: pass a "
+            "float such as 2.0 (a string is not parsed)."
+        )
     return float(value)
+
+
+def plain_number(value):
+    """A numpy scalar or a 0-d tensor / array as the Python number it holds; any other value as it is."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    return value
 
 
 def recorded_weights(configs: list[DoctorConfig], betas, alpha) -> tuple[float | Sequence[float], float]:
@@ -103,10 +153,14 @@ def resolve_references(
         ]
     elif isinstance(references, (str, os.PathLike, torch.nn.Module)):
         references = [references] * len(doctors)
+    elif not isinstance(references, (list, tuple)):
+        raise ValueError(f"`references` must be {REFERENCE_KINDS}, or a list of them, got {described(references)}.")
     if len(references) != len(doctors):
         raise ValueError(f"Got {len(references)} references for {len(doctors)} doctors.")
     resolved = []
-    for doctor, config, reference in zip(doctors, recorded, references):
+    for index, (doctor, config, reference) in enumerate(zip(doctors, recorded, references)):
+        if not (reference is None or isinstance(reference, (str, os.PathLike)) or is_causal_lm(reference)):
+            raise ValueError(f"`references[{index}]` must be {REFERENCE_KINDS}, got {described(reference)}.")
         if reference in (None, "none"):
             resolved.append(None)
         elif reference == PATIENT:
@@ -137,6 +191,7 @@ def initial_model(doctor: PreTrainedModel, config: DoctorConfig, from_pretrained
     try:
         if not name:
             raise OSError("no name recorded")
+        warn_if_recorded_local_path(doctor, name)
         reference = load_causal_lm(name, **from_pretrained_kwargs)
     except OSError as error:
         raise ValueError(
@@ -150,6 +205,20 @@ def initial_model(doctor: PreTrainedModel, config: DoctorConfig, from_pretrained
 
         reference = truncated_causal_lm(reference, num_layers)
     return reference.eval()
+
+
+def warn_if_recorded_local_path(doctor: PreTrainedModel, name: str) -> None:
+    """Warn, naming it, before reading a local path that a doctor's `doctor_config.json` recorded: a path the caller
+    did not name (a doctor downloaded from the Hub may record any path of the machine it was trained on)."""
+    from ..utils.hub import looks_like_local_path
+
+    if looks_like_local_path(name):
+        warnings.warn(
+            f"Doctor {doctor.name_or_path!r} records its initial weights at the local path {name!r} "
+            "(`initial_name_or_path` in its doctor_config.json): loading its reference from there. Pass "
+            "`references=` to choose the reference yourself (or `references='none'` to load nothing).",
+            stacklevel=5,  # the caller of `DoctorLogitsProcessor(...)`
+        )
 
 
 def check_vocabulary(doctor: PreTrainedModel, tokenizer, doctor_tokenizer) -> None:

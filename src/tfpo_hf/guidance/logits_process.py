@@ -12,12 +12,13 @@ from transformers import LogitsProcessor
 
 from ..doctor.config import DoctorConfig
 from ..utils.adapters import mixed_batch_adapter
-from ..utils.hub import hub_kwargs_of
+from ..utils.hub import hub_kwargs_of, resolve_local_path
 from ..utils.logps import log_softmax_keeping_masked
 from .cached_forward import IncrementalForward, Stream
 from .loading import (
     BASE,
     PATIENT,
+    check_causal_lm,
     check_vocabulary,
     doctor_weights,
     load_causal_lm,
@@ -29,6 +30,8 @@ from .loading import (
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+DOCTOR_KINDS = "a causal LM, a `DoctorModel`, or a local path or Hub id of a saved doctor (or a list of them)"
 
 
 class DoctorLogitsProcessor(LogitsProcessor):
@@ -97,13 +100,19 @@ class DoctorLogitsProcessor(LogitsProcessor):
             Defaults to what each doctor records.
         from_pretrained_kwargs (`dict[str, Any]`, *optional*):
             Passed to `from_pretrained` for doctors and references given as paths or Hub ids (`dtype`, `revision`,
-            `token`, ...).
+            `token`, ...). Checkpoints holding pickled weights only (`pytorch_model.bin`, `adapter_model.bin`,
+            `*.pt`) are refused unless `use_safetensors=False` is given; `trust_remote_code` is only passed on when
+            given here.
 
     Raises:
-        `ValueError`: at construction, for an empty `doctors`, a vocabulary or tokenizer mismatch (with
+        `ValueError`: at construction, for an empty `doctors`, a doctor or reference that is neither a model nor a
+        path or Hub id, a checkpoint holding pickled weights only, a vocabulary or tokenizer mismatch (with
         `tokenizer`), weights that are not finite real numbers, or a number of betas or references that does not
         match the doctors; at a call, for NaN or +inf logits of a doctor or reference, prompt ids outside a doctor's
         vocabulary, or an attention mask left over from an earlier `generate` call.
+        `FileNotFoundError`: at construction, for a doctor or reference given as a local path that does not exist
+        (checked before any Hub call).
+        `RuntimeError`: at a call that continues a generation interrupted by another thread's (see below).
 
     The mixed scores are not renormalised (unless `normalize=True`); with every beta 0 and alpha 1 they are the
     patient's scores, unchanged. `generate`'s warpers (`temperature`, `top_k`, `top_p`) act *after* this processor, on
@@ -111,6 +120,11 @@ class DoctorLogitsProcessor(LogitsProcessor):
     act *before* it, and their `-inf` masks survive as long as the patient is used (`alpha != 0` or a `"patient"`
     reference). With beam search the mixed scores are the beams' per-token log-probabilities. Doctors run under
     `torch.inference_mode` on the device of the scores. Continuous batching is not supported.
+
+    One instance per concurrent generation: a processor holds the caches of one generation at a time. A generation
+    started on it in another thread while one is under way takes it over, and the interrupted one raises a
+    `RuntimeError` at its next step instead of reading caches that are no longer its own. Generations one after the
+    other share one processor, from any threads.
 
     Examples:
 
@@ -172,13 +186,16 @@ class DoctorLogitsProcessor(LogitsProcessor):
             raise ValueError("`doctors` is empty: give at least one doctor model, path or Hub id.")
         self.doctors: list[PreTrainedModel] = []
         recorded: list[DoctorConfig] = []
-        for source in sources:
+        for index, source in enumerate(sources):
             if isinstance(source, (str, os.PathLike)):
+                source = resolve_local_path(source)
                 doctor = load_causal_lm(source, **from_pretrained_kwargs)
                 recorded.append(DoctorConfig.from_pretrained(source, **hub_kwargs_of(from_pretrained_kwargs)))
-                source, hub_lookup = str(source), True
+                hub_lookup = True
             else:
                 doctor = getattr(source, "pretrained_model", source)
+                argument = f"doctors[{index}]" if isinstance(doctors, (list, tuple)) else "doctors"
+                check_causal_lm(argument, doctor, DOCTOR_KINDS)
                 recorded.append(DoctorConfig.from_dict(getattr(source, "doctor_config", None)))
                 source, hub_lookup = str(getattr(doctor, "name_or_path", "")), False
             if tokenizer is not None:

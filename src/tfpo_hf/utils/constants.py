@@ -8,9 +8,15 @@ from transformers.utils import (  # noqa: F401  (re-exported: one place for ever
     CONFIG_NAME,
     SAFE_WEIGHTS_INDEX_NAME,
     SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
     WEIGHTS_NAME,
 )
 
+
+# Weights that load without unpickling, and the pickled ones a loader refuses unless the caller opts in.
+SAFE_WEIGHTS_NAMES = (SAFE_WEIGHTS_NAME, ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
+PICKLED_WEIGHTS_NAMES = (WEIGHTS_NAME, ADAPTER_WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 # A doctor's own files, beside its LM checkpoint.
 VALUE_HEAD_WEIGHTS_NAME = "value_head.safetensors"
