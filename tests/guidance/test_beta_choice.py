@@ -114,6 +114,15 @@ def test_no_admissible_beta_gives_the_smallest_candidate_with_a_warning():
     assert choice.beta == 2.0 and choice.rule.startswith("no beta kept distinct-2")
 
 
+def test_a_doctor_that_scores_below_the_unguided_patient_at_every_beta_is_warned_about():
+    """The rule still picks the best admissible beta, but says the doctor does not steer toward the judge (what the
+    weak-to-strong run's first doctor did: docs/results.md)."""
+    scores = {"one two three four": 1.0, "five six seven eight": 1.0, "a b c d": 0.5, "b c d e": 0.2}
+    with pytest.warns(UserWarning, match=r"No candidate beta scored above the unguided patient .*beta 1, 0\.250"):
+        choice = BetaChoice.from_texts(UNGUIDED, {1.0: VARIED, 2.0: ALSO_VARIED}, judge=lambda t: scores.get(t, 0.0))
+    assert choice.beta == 1.0 and choice.unguided_mean_score == 1.0
+
+
 def test_an_admissible_choice_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

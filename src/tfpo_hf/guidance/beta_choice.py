@@ -159,8 +159,18 @@ class BetaChoice:
         elif judge is None:
             beta, rule = admissible[-1].beta, LARGEST_ADMISSIBLE
         else:
-            beta = max(admissible, key=lambda row: (row.mean_score, -row.beta)).beta
-            rule = BEST_JUDGED_ADMISSIBLE
+            best = max(admissible, key=lambda row: (row.mean_score, -row.beta))
+            beta, rule = best.beta, BEST_JUDGED_ADMISSIBLE
+            unguided_score = score(unguided_texts)
+            if best.mean_score <= unguided_score:
+                warnings.warn(
+                    f"No candidate beta scored above the unguided patient on these prompts (best: beta {beta:g}, "
+                    f"{best.mean_score:.3f}, against {unguided_score:.3f} unguided): the doctor does not steer toward "
+                    "the judge's preference here. Check its training (steps, pairs, the faces' token rewards) before "
+                    "decoding with it.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         return cls(
             beta=beta,
             rule=rule.format(ratio=min_distinct_ratio),
