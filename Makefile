@@ -37,7 +37,8 @@ pair: $(STAMP)
 # The whole pipeline across the pair (hours on a 2-core CPU), resumable: each finished step is kept under
 # results/pair_demo/progress (committed), so running it again, in this session or a later one, picks up from there.
 pair-demo: pair
-	$(BIN)/tfpo-hf demo --pair qwen2.5-coder --patient_dtype float32 --ablation false --output_dir results/pair_demo --resume true
+	$(BIN)/tfpo-hf demo --pair qwen2.5-coder --patient_dtype float32 --ablation false --choose_guidance_beta true \
+		--output_dir results/pair_demo --resume true
 
 versions: $(STAMP)
 	$(BIN)/$(SHOW_VERSIONS)

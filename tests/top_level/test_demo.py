@@ -47,7 +47,7 @@ def test_split_prompts_is_seeded_disjoint_and_sized():
 
 @pytest.mark.slow
 def test_quick_demo_writes_report_files_with_numbers(tmp_path):
-    main(["demo", "--quick", "--output_dir", str(tmp_path)])
+    main(["demo", "--quick", "--choose_guidance_beta", "true", "--output_dir", str(tmp_path)])
     for name in ("report.md", "results.json", "reward_vs_diversity.png", "token_rewards.html", "token_rewards.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "doctor" / "value_head.safetensors").exists()

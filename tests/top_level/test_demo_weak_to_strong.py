@@ -35,7 +35,8 @@ def test_weak_to_strong_demo_reports_every_row_and_resumes(tiny_pair, tmp_path, 
     monkeypatch.setitem(judges.BUILTIN_JUDGES, "letter_a", letter_a_judge)
     output_dir = tmp_path / "report"
     command = ["demo", "--quick", "--patient", tiny_pair["patient"], "--doctor_base", tiny_pair["doctor_base"]]
-    command += ["--judge", "letter_a", "--patient_dtype", "float32", "--ablation", "false", "--output_dir"]
+    command += ["--judge", "letter_a", "--patient_dtype", "float32", "--ablation", "false"]
+    command += ["--choose_guidance_beta", "true", "--output_dir"]
     main([*command, str(output_dir)])
 
     results = json.loads((output_dir / "results.json").read_text())

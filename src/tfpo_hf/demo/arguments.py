@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..training.config import DEFAULT_GUIDANCE_BETA
 from ..utils.coder_pair import DOCTOR, PAIR_NAME, PATIENT
 from .prompts import load_prompts
 
@@ -64,13 +65,16 @@ class DemoArguments:
     )
     theta: float = option(0.5, "Token-reward sparsity threshold.")
     lambda_value: float = option(0.1, "Weight of the value-discrimination loss.")
-    guidance_beta: float | None = option(
-        None,
-        "LLMdoctor's beta (ratio guidance). None: chosen on the validation prompts by `choose_beta`'s rule (the best "
-        "judged of --guidance_betas keeping distinct-2 >= 0.9x the unguided patient's) and saved as its default.",
+    guidance_beta: float = option(
+        DEFAULT_GUIDANCE_BETA, "LLMdoctor's beta (ratio guidance), saved as its default (see --choose_guidance_beta)."
+    )
+    choose_guidance_beta: bool = option(
+        False,
+        "Choose LLMdoctor's beta on the validation prompts instead, by `choose_beta`'s rule (the best judged of "
+        "--guidance_betas keeping distinct-2 >= 0.9x the unguided patient's), and save it in the doctor.",
     )
     guidance_betas: list[float] = option(
-        [1.0, 2.0, 4.0, 8.0], "Candidates of LLMdoctor's beta when --guidance_beta is not given."
+        [1.0, 2.0, 4.0, 8.0], "Candidates of LLMdoctor's beta with --choose_guidance_beta."
     )
     frontier_betas: list[float] = option(
         [], "Extra betas at which LLMdoctor and the GenARM-style doctor are evaluated, for the score-diversity plot."

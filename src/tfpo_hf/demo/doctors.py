@@ -14,7 +14,7 @@ from transformers import PreTrainedModel
 
 from ..doctor.modeling import DoctorModel
 from ..training.baselines import TrajectoryBTTrainer
-from ..training.config import DEFAULT_GUIDANCE_BETA, TFPOConfig
+from ..training.config import TFPOConfig
 from ..training.doctor_setup import (
     DEFAULT_LORA_ALPHA,
     DEFAULT_LORA_DROPOUT,
@@ -97,7 +97,7 @@ def training_config(args: DemoArguments, output_dir: Path, **overrides) -> TFPOC
         lambda_value=args.lambda_value,
         positive_system_prompt=POSITIVE_FACE,
         negative_system_prompt=NEGATIVE_FACE,
-        guidance_beta=DEFAULT_GUIDANCE_BETA if args.guidance_beta is None else args.guidance_beta,  # until chosen
+        guidance_beta=args.guidance_beta,  # replaced by the chosen one with --choose_guidance_beta
         value_head_learning_rate=args.value_head_learning_rate,
     )
     return TFPOConfig(**{**values, **overrides})

@@ -73,12 +73,12 @@ def choose_betas(
 
 
 def choose_llmdoctor_beta(context: DemoContext, doctor: DoctorModel, prompts: list) -> float:
-    """LLMdoctor's decoding beta: `args.guidance_beta` when given, else the library's rule (`choose_beta`: the best
+    """LLMdoctor's decoding beta: `args.guidance_beta`, or with `args.choose_guidance_beta` the library's rule (`choose_beta`: the best
     judged of `args.guidance_betas` whose distinct-2 stays >= 0.9x the unguided patient's) on the validation
     `prompts`, first seed. The choice is recorded in the saved doctor (`doctor_config.json`), so it decodes with it by
     default, and kept with the run's progress."""
     args = context.args
-    if args.guidance_beta is not None:
+    if not args.choose_guidance_beta:
         return args.guidance_beta
 
     def measure() -> dict:

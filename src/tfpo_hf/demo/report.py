@@ -187,8 +187,8 @@ def models_line(args: DemoArguments) -> str:
 def intro_lines(args: DemoArguments, outcome: DemoOutcome) -> list[str]:
     """The models, the task, the judge, the evaluation protocol, and how each guided method's beta was chosen."""
     llmdoctor_beta = (
-        f"its guidance beta ({args.guidance_beta:g}, given)"
-        if args.guidance_beta is not None
+        f"its guidance beta ({args.guidance_beta:g}, chosen before this run on validation prompts: docs/results.md)"
+        if not args.choose_guidance_beta
         else "the beta chosen on the validation prompts by `choose_beta` (below)"
     )
     return [
