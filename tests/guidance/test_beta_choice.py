@@ -16,7 +16,7 @@ from tfpo_hf import BetaChoice, DoctorConfig, DoctorLogitsProcessor, DoctorModel
 from tfpo_hf.evaluation.harness import patient_generate_fn
 from tfpo_hf.evaluation.metrics import distinct_n
 from tfpo_hf.guidance.beta_choice import check_betas
-from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
+from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor
 from tfpo_hf.utils.constants import DOCTOR_CONFIG_NAME
 
 from ..helpers import REPO_ROOT
@@ -44,9 +44,8 @@ def constant_lm(tokenizer, logits: dict[str, float], seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def words_tokenizer():
-    tokenizer = tiny_tokenizer()
-    tokenizer.padding_side = "left"
+def words_tokenizer(tokenizer):
+    """The tiny tokenizer of conftest (left padding), under the name these tests read it by."""
     return tokenizer
 
 

@@ -4,7 +4,6 @@ baseline), each trained, saved and reloaded merged for decoding, and the DPO bas
 from __future__ import annotations
 
 import copy
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from ..training.trainer import TFPOTrainer
 from ..utils.adapters import has_adapter
 from ..utils.constants import CONFIG_NAME, DOCTOR_CONFIG_NAME
 from ..utils.embedded_patient import DTYPES
+from ..utils.files import staged_folder
 from .prompts import NEGATIVE_FACE, POSITIVE_FACE
 
 
@@ -170,12 +170,8 @@ def train_dpo(context: DemoContext, pairs: Dataset, model: PreTrainedModel, name
         )
         trainer.train()
         context.record_training_log(name, trainer.state.log_history)
-        merged = trainer.model.merge_and_unload()
-        staging = path.with_name(path.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        merged.save_pretrained(str(staging))
-        shutil.rmtree(path, ignore_errors=True)
-        staging.rename(path)
+        with staged_folder(path) as staging:
+            trainer.model.merge_and_unload().save_pretrained(str(staging))
     return path
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from datasets import Dataset, load_from_disk
 
+from ..utils.files import staged_folder, write_json_atomically
+
 
 SETTINGS_FILE = "settings.json"
 # Where and whether to resume, and the frontier's extra betas (they add methods, they change none already run).
@@ -70,11 +72,8 @@ class RunProgress:
         if stats_path.is_file() and folder.is_dir():
             return load_from_disk(str(folder)), json.loads(stats_path.read_text())
         dataset, stats = compute()
-        staging = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        dataset.save_to_disk(str(staging))
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
+        with staged_folder(folder) as staging:
+            dataset.save_to_disk(str(staging))
         write_json(stats_path, stats)
         return load_from_disk(str(folder)), stats
 
@@ -88,7 +87,5 @@ class RunProgress:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write `value` as JSON at `path`, atomically."""
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(value, indent=2))
-    os.replace(staging, path)
+    """Write `value` as indented JSON at `path`, atomically."""
+    write_json_atomically(path, value, indent=2)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
+from ..utils.files import write_json_atomically
 from .judges import Judge, get_judge
 from .metrics import bootstrap_interval, distinct_n, paired_outcomes, self_bleu, win_rate
 
@@ -139,9 +140,7 @@ def generations(
     seconds = time.perf_counter() - start
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(path.name + ".tmp")
-        staging.write_text(json.dumps({"key": key, "texts_by_seed": texts_by_seed, "seconds": seconds}))
-        os.replace(staging, path)
+        write_json_atomically(path, {"key": key, "texts_by_seed": texts_by_seed, "seconds": seconds})
     return texts_by_seed, seconds
 
 
