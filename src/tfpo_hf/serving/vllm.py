@@ -1,0 +1,140 @@
+"""LLMdoctor guidance inside vLLM: a logits processor of vLLM's V1 interface that runs the doctors in the engine.
+
+The doctors are configured engine-wide, in the environment variable `TFPO_HF_VLLM_DOCTORS` (JSON), never by a
+request; a request asks for guidance with `extra_args={"doctor_betas": ...}` (`vllm_xargs` in the OpenAI-compatible
+server). See docs/guides/serving.md.
+
+```python
+>>> import json, os  # doctest: +SKIP
+>>> os.environ["TFPO_HF_VLLM_DOCTORS"] = json.dumps({"doctors": ["path/to/doctor"]})
+>>> from vllm import LLM, SamplingParams
+>>> llm = LLM("path/to/patient", logits_processors=["tfpo_hf.serving.vllm:DoctorGuidanceLogitsProcessor"])
+>>> llm.generate(["Hi!"], SamplingParams(max_tokens=32, extra_args={"doctor_betas": 2.0}))
+```
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+
+import torch
+from transformers import AutoTokenizer
+from vllm.logger import init_logger
+from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
+
+from .guided_requests import GuidedRequests, finite_betas_or_error
+
+
+CONFIG_ENV = "TFPO_HF_VLLM_DOCTORS"
+REQUEST_ARG = "doctor_betas"
+SETTINGS = ("doctors", "references", "alpha", "dtype")
+
+logger = init_logger(__name__)
+
+
+def engine_settings() -> dict:
+    """The engine's doctors, from `TFPO_HF_VLLM_DOCTORS`: a JSON object with `doctors` (a path or Hub id, or a list of
+    them) and optionally `references`, `alpha` and `dtype` (as `DoctorLogitsProcessor` takes them).
+
+    Raises:
+        ValueError: when the variable is unset, not JSON, or holds other keys.
+    """
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise ValueError(
+            f"{CONFIG_ENV} is not set: set it to the engine's doctors before starting vLLM, for example "
+            f'{CONFIG_ENV}=\'{{"doctors": ["path/to/doctor"]}}\' (doctors are configured for the engine, not by requests).'
+        )
+    try:
+        settings = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{CONFIG_ENV} is not valid JSON ({error}): {raw!r}") from None
+    if not isinstance(settings, dict) or "doctors" not in settings or set(settings) - set(SETTINGS):
+        raise ValueError(f"{CONFIG_ENV} must be a JSON object with `doctors` and optionally {SETTINGS[1:]}: {raw!r}")
+    settings["doctors"] = settings["doctors"] if isinstance(settings["doctors"], list) else [settings["doctors"]]
+    return settings
+
+
+class DoctorGuidanceLogitsProcessor(LogitsProcessor):
+    """vLLM logits processor (V1 interface) guiding each request that asks for it with the engine's doctors:
+    `log_softmax(patient) + sum_i beta_i (log p_doctor_i - log p_ref_i)`, the betas of the request.
+
+    - Per request: `extra_args={"doctor_betas": b}` with `b` a number (every doctor), a list (one per doctor), `0`
+      (no guidance) or `"default"` (the betas the doctors record). Without it a request is not guided and costs no
+      doctor work. Bad values are refused by `validate_params` (HTTP 400 in the server).
+    - The doctors run in the engine-core process, on its device, once per step over the guided requests
+      ([`GuidedRequests`]); a preempted request is prefilled again when it resumes (counted in `core.resumed`).
+    - Model Runner V2 (vLLM's default on CUDA) takes another processor interface: run with
+      `VLLM_USE_V2_MODEL_RUNNER=0`.
+    """
+
+    @classmethod
+    def validate_params(cls, sampling_params) -> None:
+        value = (sampling_params.extra_args or {}).get(REQUEST_ARG)
+        finite_betas_or_error(value)
+        if isinstance(value, (list, tuple)):
+            doctors = len(engine_settings()["doctors"])
+            if len(value) != doctors:
+                raise ValueError(f"{REQUEST_ARG} has {len(value)} betas for the engine's {doctors} doctor(s).")
+
+    def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool):
+        settings = engine_settings()
+        model_config = vllm_config.model_config
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_config.tokenizer, trust_remote_code=model_config.trust_remote_code
+        )
+        kwargs = {"dtype": getattr(torch, settings["dtype"])} if "dtype" in settings else {}
+        self.core = GuidedRequests(
+            settings["doctors"],
+            alpha=settings.get("alpha"),
+            tokenizer=tokenizer,
+            references=settings.get("references"),
+            **kwargs,
+        )
+        for model in {id(m): m for m in self.core.doctors}.values():
+            model.to(device).eval()
+        for reference in self.core.references:
+            if isinstance(reference, torch.nn.Module):
+                reference.to(device).eval()
+        self._request_ids = itertools.count()
+        self._by_index: dict[int, int] = {}  # batch index -> id of a guided request
+
+    def is_argmax_invariant(self) -> bool:
+        return False
+
+    def update_state(self, batch_update: BatchUpdate | None) -> None:
+        """Follow the persistent batch: removed, then added, then moved requests (vLLM's order)."""
+        if batch_update is None:
+            return
+        for index in batch_update.removed:
+            self._drop(index)
+        for index, params, prompt_ids, output_ids in batch_update.added:
+            self._drop(index)
+            betas = (params.extra_args or {}).get(REQUEST_ARG)
+            if betas is None:
+                continue
+            if prompt_ids is None:
+                logger.warning("tfpo_hf: a request without prompt token ids (prompt embeddings) is not guided.")
+                continue
+            request = next(self._request_ids)
+            self.core.add(request, prompt_ids, output_ids, betas)
+            if request in self.core.requests:
+                self._by_index[index] = request
+        for first, second, direction in batch_update.moved:
+            moving, other = self._by_index.pop(first, None), self._by_index.pop(second, None)
+            if moving is not None:
+                self._by_index[second] = moving
+            if other is not None and direction == MoveDirectionality.SWAP:
+                self._by_index[first] = other
+            elif other is not None:
+                self.core.remove(other)
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.core.apply(logits, self._by_index)
+
+    def _drop(self, index: int) -> None:
+        request = self._by_index.pop(index, None)
+        if request is not None:
+            self.core.remove(request)
