@@ -8,7 +8,7 @@ from transformers import LogitsProcessorList
 
 from tfpo_hf import DoctorLogitsProcessor
 from tfpo_hf.serving import GuidedRequests
-from tfpo_hf.serving.guided_requests import finite_betas_or_error
+from tfpo_hf.serving.guided_requests import request_betas
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor
 
 
@@ -133,7 +133,7 @@ def test_unguided_requests_cost_no_doctor_work(models, tokenizer):
 @pytest.mark.parametrize("value", ["strong", float("nan"), [], [1.0, "x"], True, float("inf")])
 def test_bad_request_betas_name_what_is_accepted(value):
     with pytest.raises(ValueError, match="doctor_betas=.*give a finite number"):
-        finite_betas_or_error(value)
+        request_betas(value, 1)
 
 
 def test_wrong_number_of_betas_is_refused_when_added(models, tokenizer):

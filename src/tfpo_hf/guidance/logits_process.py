@@ -235,21 +235,20 @@ class DoctorLogitsProcessor(LogitsProcessor):
         """Drop the cached states; the next call prefills its whole `input_ids`."""
         self._forward.reset()
 
-    def _streams(self) -> list[Stream]:
-        """The models to run for the active doctors: each doctor, then its reference when that is a model or a base
-        that cannot share the doctor's forward."""
-        streams = []
-        for doctor, reference, beta, base_in_batch in zip(
-            self.doctors, self.references, self.betas, self._base_in_batch
-        ):
-            if beta == 0:
-                continue
-            streams.append(Stream(doctor, with_base=base_in_batch))
-            if reference == BASE and not base_in_batch:
-                streams.append(Stream(doctor, base_only=True))
-            elif isinstance(reference, torch.nn.Module):
-                streams.append(Stream(reference))
+    def doctor_streams(self, index: int) -> list[Stream]:
+        """The models to run for doctor `index`: the doctor (with its base's rows when they share its forward), then
+        its reference when that is a model or a base that cannot share the doctor's forward."""
+        doctor, reference, base_in_batch = self.doctors[index], self.references[index], self._base_in_batch[index]
+        streams = [Stream(doctor, with_base=base_in_batch)]
+        if reference == BASE and not base_in_batch:
+            streams.append(Stream(doctor, base_only=True))
+        elif isinstance(reference, torch.nn.Module):
+            streams.append(Stream(reference))
         return streams
+
+    def _streams(self) -> list[Stream]:
+        """The models to run for the active doctors (those with a non-zero beta), in order."""
+        return [stream for index, beta in enumerate(self.betas) if beta != 0 for stream in self.doctor_streams(index)]
 
     def _logps(
         self, logits: torch.Tensor, vocab_size: int, index: int, input_ids: torch.LongTensor, role: str = "doctor"

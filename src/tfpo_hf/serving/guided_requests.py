@@ -3,14 +3,12 @@ the vLLM logits processor wraps."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ..guidance.cached_forward import Stream
-from ..guidance.loading import BASE, PATIENT, doctor_weights
+from ..guidance.loading import PATIENT, doctor_weights
 from ..guidance.logits_process import DoctorLogitsProcessor
 from ..guidance.mixing import DoctorTerm, checked_log_softmax, guided_scores
 from .request_rows import RequestRows
@@ -56,31 +54,15 @@ class GuidedRequests:
         self.doctors, self.references, self.alpha = resolved.doctors, resolved.references, resolved.alpha
         self.recorded_betas = list(resolved.betas)
         self.vocab_size = resolved.vocab_size
-        self._rows: list[list[RequestRows]] = []
-        for doctor, reference, base_in_batch in zip(self.doctors, self.references, resolved._base_in_batch):
-            streams = [Stream(doctor, with_base=base_in_batch)]
-            if reference == BASE and not base_in_batch:
-                streams.append(Stream(doctor, base_only=True))
-            elif isinstance(reference, torch.nn.Module):
-                streams.append(Stream(reference))
-            self._rows.append([RequestRows(stream) for stream in streams])
+        self._rows = [
+            [RequestRows(stream) for stream in resolved.doctor_streams(index)] for index in range(len(self.doctors))
+        ]
         self.requests: dict[Hashable, GuidedRequest] = {}
         self.resumed = 0  # requests added with output already (resumed after a preemption): prefilled again
 
     def parse_betas(self, value) -> list[float] | None:
-        """A request's betas from what it asked for: `None` or `0` (no guidance), `"default"` (the recorded betas), a
-        number (every doctor) or one number per doctor. `None` when every beta is 0.
-
-        Raises:
-            ValueError: for anything else, naming what was given and what is accepted.
-        """
-        if value is None:
-            return None
-        if isinstance(value, str) and value == RECORDED:
-            betas = list(self.recorded_betas)
-        else:
-            betas = doctor_weights(value, len(self.doctors))
-        return betas if any(beta != 0 for beta in betas) else None
+        """A request's betas from what it asked for (see `request_betas`); `None` when it is not guided."""
+        return request_betas(value, len(self.doctors), self.recorded_betas)
 
     def add(self, key: Hashable, prompt_ids: Sequence[int], output_ids: Sequence[int], betas) -> None:
         """Start (or restart, after a preemption) guiding request `key`; `output_ids` may be the engine's live list.
@@ -161,21 +143,24 @@ class GuidedRequests:
         return [rows for doctor_rows in self._rows for rows in doctor_rows]
 
 
-def finite_betas_or_error(value) -> None:
-    """Check the kind of a request's `doctor_betas` without knowing the doctors: `None`, `"default"`, a finite
-    number or a non-empty list of finite numbers.
+def request_betas(value, num_doctors: int, recorded: list[float] | None = None) -> list[float] | None:
+    """A request's betas: `None` or `0` (no guidance), `"default"` (`recorded`, the betas the doctors record), a
+    number (every doctor) or one number per doctor, checked as `DoctorLogitsProcessor` checks its betas. `None` when
+    the request is not guided (or asks for `"default"` and `recorded` is not known, as when only validating).
 
     Raises:
-        ValueError: naming what was given and what is accepted.
+        ValueError: for anything else, naming what was given and what is accepted.
     """
-    if value is None or (isinstance(value, str) and value == RECORDED):
-        return
-    values = value if isinstance(value, (list, tuple)) else [value]
-    bad = not values or any(
-        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) for v in values
-    )
-    if bad:
-        raise ValueError(
-            f"doctor_betas={value!r}: give a finite number (every doctor), a list of finite numbers (one per doctor), "
-            f'0 (no guidance) or "{RECORDED}" (the betas the doctors record).'
-        )
+    if value is None:
+        return None
+    if isinstance(value, str) and value == RECORDED:
+        betas = None if recorded is None else list(recorded)
+    else:
+        try:
+            betas = doctor_weights(value, num_doctors)
+        except ValueError as error:
+            raise ValueError(
+                f"doctor_betas={value!r}: {error} Per request, give a finite number (every doctor), a list of finite "
+                f'numbers (one per doctor), 0 (no guidance) or "{RECORDED}" (the betas the doctors record).'
+            ) from None
+    return betas if betas is not None and any(beta != 0 for beta in betas) else None

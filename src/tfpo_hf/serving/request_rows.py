@@ -125,7 +125,7 @@ class RequestRows:
         self.prefills += len(requests)
         self.keys += [key for key, _ in requests]
         self.histories += [history for _, history in requests]
-        if self.cache is None or not self.last_logits:
+        if self.cache is None:
             self.cache, self.mask, self.last_logits = cache, mask, logits
             return
         shift = self.mask.shape[-1] - mask.shape[-1]

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 from vllm.logger import init_logger
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
-from .guided_requests import GuidedRequests, finite_betas_or_error
+from .guided_requests import GuidedRequests, request_betas
 
 
 CONFIG_ENV = "TFPO_HF_VLLM_DOCTORS"
@@ -73,11 +73,8 @@ class DoctorGuidanceLogitsProcessor(LogitsProcessor):
     @classmethod
     def validate_params(cls, sampling_params) -> None:
         value = (sampling_params.extra_args or {}).get(REQUEST_ARG)
-        finite_betas_or_error(value)
-        if isinstance(value, (list, tuple)):
-            doctors = len(engine_settings()["doctors"])
-            if len(value) != doctors:
-                raise ValueError(f"{REQUEST_ARG} has {len(value)} betas for the engine's {doctors} doctor(s).")
+        if value is not None:
+            request_betas(value, len(engine_settings()["doctors"]))
 
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool):
         settings = engine_settings()
