@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tfpo_hf import DoctorConfig, DoctorModel
+from tfpo_hf import DoctorConfig, DoctorLogitsProcessor, DoctorModel
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
 
 from ..helpers.disk import pickle_weights, saved_and_reloaded, spy_on_torch_load
@@ -90,6 +90,45 @@ def test_a_lora_doctor_with_a_pickled_adapter_is_refused(saved_patient, tmp_path
     with pytest.raises(ValueError, match="adapter_model.bin holds pickled weights"):
         DoctorModel.from_pretrained(tmp_path / "doctor")
     assert unpickled == []
+
+
+@pytest.mark.parametrize("loader", [DoctorModel.from_pretrained, DoctorLogitsProcessor])
+def test_a_pickled_adapter_in_a_subfolder_is_refused_and_nothing_is_unpickled(
+    loader, saved_patient, tmp_path, monkeypatch
+):
+    # a repo holding safetensors weights at its root and, under `doctor/`, a LoRA doctor whose adapter is pickled
+    saved_patient.save_pretrained(tmp_path)
+    DoctorModel(tiny_lora_doctor(saved_patient, seed=1)).save_pretrained(tmp_path / "doctor")
+    pickle_weights(tmp_path / "doctor", "adapter_model.bin")
+    unpickled = spy_on_torch_load(monkeypatch)
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(str(tmp_path / 'doctor' / 'adapter_model.bin'))} holds pickled"
+    ):
+        loader(str(tmp_path), subfolder="doctor")
+    assert unpickled == []
+
+
+def test_a_pickled_variant_is_refused_although_the_default_weights_are_safetensors(tmp_path, monkeypatch):
+    doctor = DoctorModel.from_patient(tiny_causal_lm(seed=1))
+    doctor.save_pretrained(tmp_path / "doctor")
+    torch.save(doctor.pretrained_model.state_dict(), tmp_path / "doctor" / "pytorch_model.fp16.bin")
+    unpickled = spy_on_torch_load(monkeypatch)
+    with pytest.raises(ValueError, match=r"pytorch_model\.fp16\.bin holds pickled weights.*variant='fp16'"):
+        DoctorModel.from_pretrained(tmp_path / "doctor", variant="fp16")
+    assert unpickled == []
+
+
+def test_a_doctor_in_a_subfolder_or_of_a_variant_loads_all_of_its_files_from_there(tmp_path):
+    doctor = DoctorModel.from_patient(tiny_causal_lm(seed=1))
+    torch.nn.init.ones_(doctor.value_head.summary.weight)
+    doctor.doctor_config = DoctorConfig(beta=3.0)
+    DoctorModel.from_patient(tiny_causal_lm(seed=2)).save_pretrained(tmp_path)  # another doctor at the root
+    doctor.save_pretrained(tmp_path / "doctor", variant="fp16")
+    reloaded = DoctorModel.from_pretrained(tmp_path, subfolder="doctor", variant="fp16")
+    input_ids = torch.tensor([[1, 72, 105]])
+    assert torch.equal(reloaded(input_ids).logits, doctor(input_ids).logits)
+    assert torch.equal(reloaded.value_head.summary.weight, doctor.value_head.summary.weight)
+    assert reloaded.doctor_config.beta == 3.0
 
 
 def test_the_value_head_is_only_read_from_safetensors(tmp_path, monkeypatch):

@@ -144,6 +144,13 @@ def test_processor_doctors_of_the_wrong_kind_are_named(doctors):
         DoctorLogitsProcessor(doctors)
 
 
+@pytest.mark.parametrize("doctors, argument", [("", "doctors"), ([""], r"doctors\[0\]")])
+def test_an_empty_doctor_name_is_named_not_taken_for_a_missing_path(doctors, argument, monkeypatch):
+    forbid_hub_calls(monkeypatch)
+    with pytest.raises(ValueError, match=rf"`{argument}` must be a local path or a Hub repo id .*got ''"):
+        DoctorLogitsProcessor(doctors)
+
+
 def test_processor_refuses_a_tokenizer_as_doctor_and_names_the_list_entry(tokenizer):
     with pytest.raises(ValueError, match=r"`doctors` must be .*got a \w+"):
         DoctorLogitsProcessor(tokenizer)
@@ -156,6 +163,17 @@ def test_processor_references_of_the_wrong_kind_are_named(tokenizer):
         DoctorLogitsProcessor(tiny_causal_lm(seed=1), references=3)
     with pytest.raises(ValueError, match=r"`references\[0\]` must be .*got a \w+"):
         DoctorLogitsProcessor(tiny_causal_lm(seed=1), references=[tokenizer])
+
+
+@pytest.mark.parametrize("tokenizer_argument", ["HuggingFaceTB/SmolLM2-135M-Instruct", 3])
+def test_processor_tokenizer_of_the_wrong_kind_is_named(tokenizer_argument):
+    with pytest.raises(ValueError, match=r"`tokenizer` must be the patient's tokenizer .*AutoTokenizer"):
+        DoctorLogitsProcessor(tiny_causal_lm(seed=1), tokenizer=tokenizer_argument)
+
+
+def test_processor_empty_reference_name_is_named():
+    with pytest.raises(ValueError, match=r"`references\[0\]` must be a local path or a Hub repo id .*got ''"):
+        DoctorLogitsProcessor(tiny_causal_lm(seed=1), references="")
 
 
 def test_guided_model_needs_a_patient_and_lora_doctors(patient):

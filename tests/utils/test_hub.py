@@ -6,12 +6,14 @@ import re
 
 import pytest
 
+from tfpo_hf.testing import tiny_causal_lm
 from tfpo_hf.utils.hub import (
     check_name_or_path,
     looks_like_local_path,
     pickled_weights_file,
     resolve_local_path,
     safe_loading_kwargs,
+    weights_names,
 )
 
 from ..helpers.hub import fake_hub_repo, forbid_hub_calls
@@ -96,3 +98,110 @@ def test_a_hub_repo_with_pickled_weights_only_is_refused_without_downloading(mon
         safe_loading_kwargs("owner/old-doctor", {})
     fake_hub_repo(monkeypatch, {"config.json", "pytorch_model.bin", "model.safetensors"})
     assert safe_loading_kwargs("owner/old-doctor", {}) == {"use_safetensors": True}
+
+
+# ------------------------------------------------------------------------------- pickled weights: subfolder, variant
+# Checkpoints laid out as Hub repos are: files by their path in the repo, the `from_pretrained` keyword arguments that
+# pick the weights, and the pickled file that must be refused (`None`: the loader reads safetensors weights).
+LAYOUTS = {
+    "pickled doctor in a subfolder, safetensors patient at the root": (
+        ["config.json", "model.safetensors", "doctor/config.json", "doctor/pytorch_model.bin"],
+        {"subfolder": "doctor"},
+        "doctor/pytorch_model.bin",
+    ),
+    "pickled adapter in a subfolder": (
+        ["model.safetensors", "doctor/adapter_config.json", "doctor/adapter_model.bin"],
+        {"subfolder": "doctor"},
+        "doctor/adapter_model.bin",
+    ),
+    "safetensors doctor in a subfolder, old pickles at the root": (
+        ["pytorch_model.bin", "doctor/config.json", "doctor/model.safetensors"],
+        {"subfolder": "doctor"},
+        None,
+    ),
+    "a nested subfolder": (
+        ["model.safetensors", "runs/best/pytorch_model.bin"],
+        {"subfolder": "runs/best"},
+        "runs/best/pytorch_model.bin",
+    ),
+    "pickled variant beside default safetensors": (
+        ["model.safetensors", "pytorch_model.fp16.bin"],
+        {"variant": "fp16"},
+        "pytorch_model.fp16.bin",
+    ),
+    "sharded pickled variant beside default safetensors": (
+        ["model.safetensors", "pytorch_model.bin.index.fp16.json", "pytorch_model-00001-of-00002.fp16.bin"],
+        {"variant": "fp16"},
+        "pytorch_model.bin.index.fp16.json",
+    ),
+    "safetensors variant beside default pickles": (
+        ["pytorch_model.bin", "model.fp16.safetensors"],
+        {"variant": "fp16"},
+        None,
+    ),
+    "sharded safetensors variant beside default pickles": (
+        ["pytorch_model.bin", "model.safetensors.index.fp16.json", "model.fp16-00001-of-00002.safetensors"],
+        {"variant": "fp16"},
+        None,
+    ),
+    "only a variant is safetensors, none asked for": (
+        ["pytorch_model.bin", "model.fp16.safetensors"],
+        {},
+        "pytorch_model.bin",
+    ),
+    "pickled variant in a subfolder": (
+        ["model.safetensors", "doctor/model.safetensors", "doctor/pytorch_model.bf16.bin"],
+        {"subfolder": "doctor", "variant": "bf16"},
+        "doctor/pytorch_model.bf16.bin",
+    ),
+}
+
+
+def lay_out(root, files: list[str]) -> None:
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"not opened")
+
+
+@pytest.mark.parametrize("files, kwargs, pickled", list(LAYOUTS.values()), ids=list(LAYOUTS))
+def test_subfolder_and_variant_pick_the_weights_checked_in_a_folder_and_on_the_hub(
+    files, kwargs, pickled, tmp_path, monkeypatch
+):
+    # one layout, one verdict: as a local folder (no Hub call) and as a Hub repo (only asked which files it holds)
+    forbid_hub_calls(monkeypatch)
+    lay_out(tmp_path, files)
+    fake_hub_repo(monkeypatch, set(files))
+    if pickled is None:
+        for name in (str(tmp_path), "owner/doctors"):
+            assert safe_loading_kwargs(name, kwargs) == {**kwargs, "use_safetensors": True}
+        return
+    for refused in (str(tmp_path / pickled), f"owner/doctors/{pickled}"):
+        name = str(tmp_path) if refused.startswith(str(tmp_path)) else "owner/doctors"
+        with pytest.raises(ValueError, match=rf"{re.escape(refused)} holds pickled weights.*use_safetensors=False"):
+            safe_loading_kwargs(name, kwargs)
+        assert safe_loading_kwargs(name, {**kwargs, "use_safetensors": False})["use_safetensors"] is False
+
+
+def test_the_refusal_names_the_safetensors_files_of_the_variant(tmp_path):
+    lay_out(tmp_path, ["model.safetensors", "pytorch_model.fp16.bin"])
+    with pytest.raises(
+        ValueError, match=r"no safetensors weights for variant='fp16' \(model\.fp16\.safetensors, .*\)"
+    ):
+        safe_loading_kwargs(str(tmp_path), {"variant": "fp16"})
+
+
+def test_a_missing_subfolder_is_left_to_the_loader(tmp_path):
+    lay_out(tmp_path, ["pytorch_model.bin"])
+    assert pickled_weights_file(str(tmp_path), {"subfolder": "missing"}) is None
+
+
+@pytest.mark.parametrize("max_shard_size", [None, "20KB"])
+def test_the_checked_names_are_those_transformers_saves_a_variant_under(max_shard_size, tmp_path):
+    # transformers' own naming (`_add_variant`), single file or shards with their index, is what is looked for
+    model = tiny_causal_lm(seed=1)
+    kwargs = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    model.save_pretrained(tmp_path, variant="fp16", **kwargs)
+    saved = {path.name for path in tmp_path.iterdir()}
+    safe_names, _ = weights_names("fp16")
+    assert saved & set(safe_names) == {safe_names[0] if max_shard_size is None else safe_names[2]}
+    assert pickled_weights_file(str(tmp_path), {"variant": "fp16"}) is None

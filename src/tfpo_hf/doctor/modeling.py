@@ -256,11 +256,13 @@ class DoctorModel(nn.Module):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **model_kwargs) -> DoctorModel:
         """Load a saved doctor, or start a new one (fresh value head) from any causal LM checkpoint or Hub id.
 
-        `model_kwargs` go to `AutoModelForCausalLM.from_pretrained` (`dtype`, `revision`, `token`, ...).
-        A directory holding a LoRA adapter loads its base model and the adapter (trainable).
+        `model_kwargs` go to `AutoModelForCausalLM.from_pretrained` (`dtype`, `revision`, `token`, ...); with
+        `subfolder`, the value head and `doctor_config.json` are read from that subfolder too. A directory holding a
+        LoRA adapter loads its base model and the adapter (trainable).
 
-        Pickled weights (`pytorch_model.bin`, `adapter_model.bin`, `*.pt`) are refused unless `use_safetensors=False`
-        is given; the value head is only ever read from `value_head.safetensors`.
+        Pickled weights (`pytorch_model.bin`, `adapter_model.bin`, `*.pt`, those of the `variant` asked for) are
+        refused unless `use_safetensors=False` is given; the value head is only ever read from
+        `value_head.safetensors`.
 
         Raises:
             FileNotFoundError: a local path (see `tfpo_hf.utils.hub.looks_like_local_path`) that does not exist.

@@ -15,6 +15,7 @@ import torch
 from ..doctor.config import DoctorConfig
 from ..utils.adapters import has_adapter
 from ..utils.constants import ADAPTER_CONFIG_NAME, TOKENIZER_FILES
+from ..utils.hub import check_name_or_path
 
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ def resolve_references(
         else:
             model = reference
             if isinstance(reference, (str, os.PathLike)):
+                check_name_or_path(f"references[{index}]", reference)  # an empty name: not "path  does not exist"
                 model = load_causal_lm(reference, **from_pretrained_kwargs)
             if tokenizer is not None:
                 check_vocabulary(model, tokenizer, None)
@@ -218,6 +220,17 @@ def warn_if_recorded_local_path(doctor: PreTrainedModel, name: str) -> None:
             "(`initial_name_or_path` in its doctor_config.json): loading its reference from there. Pass "
             "`references=` to choose the reference yourself (or `references='none'` to load nothing).",
             stacklevel=5,  # the caller of `DoctorLogitsProcessor(...)`
+        )
+
+
+def check_tokenizer(tokenizer) -> None:
+    """Refuse a `tokenizer` that is neither `None` nor a transformers tokenizer (a name, a model...)."""
+    from transformers import PreTrainedTokenizerBase
+
+    if tokenizer is not None and not isinstance(tokenizer, PreTrainedTokenizerBase):
+        raise ValueError(
+            f"`tokenizer` must be the patient's tokenizer (a `PreTrainedTokenizerBase`) or None, got "
+            f"{described(tokenizer)}: load it with `AutoTokenizer.from_pretrained(name)`, `name` being the patient's."
         )
 
 

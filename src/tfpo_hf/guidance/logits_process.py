@@ -11,12 +11,13 @@ from transformers import LogitsProcessor
 
 from ..doctor.config import DoctorConfig
 from ..utils.adapters import mixed_batch_adapter
-from ..utils.hub import hub_kwargs_of, resolve_local_path
+from ..utils.hub import check_name_or_path, hub_kwargs_of, resolve_local_path
 from .cached_forward import IncrementalForward, Stream
 from .loading import (
     BASE,
     PATIENT,
     check_causal_lm,
+    check_tokenizer,
     check_vocabulary,
     doctor_weights,
     load_causal_lm,
@@ -180,20 +181,22 @@ class DoctorLogitsProcessor(LogitsProcessor):
         references=None,
         **from_pretrained_kwargs,
     ):
+        check_tokenizer(tokenizer)
         sources = list(doctors) if isinstance(doctors, (list, tuple)) else [doctors]
         if not sources:
             raise ValueError("`doctors` is empty: give at least one doctor model, path or Hub id.")
         self.doctors: list[PreTrainedModel] = []
         recorded: list[DoctorConfig] = []
         for index, source in enumerate(sources):
+            argument = f"doctors[{index}]" if isinstance(doctors, (list, tuple)) else "doctors"
             if isinstance(source, (str, os.PathLike)):
+                check_name_or_path(argument, source)  # an empty name: not "path  does not exist"
                 source = resolve_local_path(source)
                 doctor = load_causal_lm(source, **from_pretrained_kwargs)
                 recorded.append(DoctorConfig.from_pretrained(source, **hub_kwargs_of(from_pretrained_kwargs)))
                 hub_lookup = True
             else:
                 doctor = getattr(source, "pretrained_model", source)
-                argument = f"doctors[{index}]" if isinstance(doctors, (list, tuple)) else "doctors"
                 check_causal_lm(argument, doctor, DOCTOR_KINDS)
                 recorded.append(DoctorConfig.from_dict(getattr(source, "doctor_config", None)))
                 source, hub_lookup = str(getattr(doctor, "name_or_path", "")), False
