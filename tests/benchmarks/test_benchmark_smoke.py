@@ -27,6 +27,7 @@ REQUIRED = (
     "bench_rewards.py",
     "bench_subtb.py",
     "bench_train.py",
+    "bench_vllm.py",
 )
 # A figure each of them prints (a table row or a result line with its numbers); a script not listed here must print
 # at least one line holding a number.
@@ -45,7 +46,15 @@ FIGURES = {
     ],
     "bench_train.py": [r"^TFPOTrainer +tokens/s: best +\d+", r"^TFPO / DPO throughput ratio: best \d+\.\d+"],
     "bench_import.py": [r"^lazy: +tfpo_hf\.DoctorLogitsProcessor +\d+\.\d+ +\d+\.\d+$", r"^eager / lazy \(medians\)"],
+    "bench_vllm.py": [
+        r"^vLLM, same size +\d+\.\d+ +\d+\.\d+ +\d+\.\d+x$",
+        r"^a third: guided vLLM \d+\.\d+x plain vLLM; target >= 0\.65x: \w+ \(bound .*: \d+\.\d+x\)",
+        r"^doctor prefills \(one per request and doctor weighting it\): \d+;",
+    ],
 }
+# A script naming a module it needs (`# benchmark-requires: vllm`) runs where that module is installed (vLLM: in
+# `make test-vllm`'s environment) and is skipped elsewhere.
+REQUIRES = re.compile(r"^# benchmark-requires: (\w+)$", re.MULTILINE)
 TIMEOUT_S = 300  # each script takes seconds to half a minute on 2 busy CPU cores
 
 
@@ -60,6 +69,8 @@ def test_the_benchmarks_have_smoke_modes():
 
 @pytest.mark.parametrize("script", smoke_scripts())
 def test_smoke_mode_runs_and_prints_its_figures(script):
+    for module in REQUIRES.findall((BENCHMARKS / script).read_text()):
+        pytest.importorskip(module, reason=f"{script} needs {module} (installed by make test-{module})")
     start = time.perf_counter()
     result = run_checked([sys.executable, str(BENCHMARKS / script), "--smoke"], cwd=REPO_ROOT, timeout=TIMEOUT_S)
     seconds = time.perf_counter() - start

@@ -118,6 +118,7 @@ def test_two_doctors_with_weights_per_request(models, tokenizer):
     core = GuidedRequests([small, other], tokenizer=tokenizer, references=["none", "patient"])
     schedule = [(0, [1.0, 0.0]), (0, [0.0, 2.0]), (1, [1.5, -0.5]), (2, None)]
     tokens = engine_greedy(patient, tokenizer, core, schedule)
+    assert core.prefills == 4  # requests 0 and 1 by one doctor each, request 2 by both; the plain one never
     assert_matches_generate(tokens, patient, tokenizer, [small, other], schedule, references=["none", "patient"])
 
 

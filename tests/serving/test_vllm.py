@@ -4,6 +4,7 @@ at different steps, and requests preempted for want of KV-cache blocks."""
 
 import json
 import os
+import sys
 
 import pytest
 import torch
@@ -19,10 +20,13 @@ from vllm.exceptions import VLLMValidationError  # noqa: E402
 
 from tfpo_hf import DoctorLogitsProcessor  # noqa: E402
 from tfpo_hf.serving import GuidedRequests  # noqa: E402
-from tfpo_hf.serving.vllm import CONFIG_ENV, REQUEST_ARG  # noqa: E402
+from tfpo_hf.serving.settings import DOCTORS_ENV, REQUEST_ARG  # noqa: E402
 from tfpo_hf.testing import tiny_lora_doctor  # noqa: E402
 from tfpo_hf.utils.embedded_patient import default_patient_gguf_path  # noqa: E402
 from tfpo_hf.utils.gguf_checkpoints import dense_checkpoint  # noqa: E402
+
+from ..helpers.servers import post_json, running_server  # noqa: E402
+from ..helpers.subprocesses import free_port, offline_env  # noqa: E402
 
 
 pytestmark = pytest.mark.vllm
@@ -48,7 +52,7 @@ def setup(tmp_path_factory):
 def make_llm(setup, monkeypatch, **kwargs):
     patient_dir, _, _, doctor_dir, _ = setup
     settings = {"doctors": [doctor_dir], "references": "initial", "dtype": "float32"}
-    monkeypatch.setenv(CONFIG_ENV, json.dumps(settings))
+    monkeypatch.setenv(DOCTORS_ENV, json.dumps(settings))
     return vllm.LLM(patient_dir, dtype="float32", enforce_eager=True, logits_processors=[PROCESSOR], seed=0, **kwargs)
 
 
@@ -121,3 +125,34 @@ def test_bad_betas_are_refused_before_the_engine(setup, monkeypatch):
         with pytest.raises(VLLMValidationError, match="doctor_betas"):  # HTTP 400 in the server
             llm.generate([setup[4][0]], params(4, bad))
     assert len(llm.generate([setup[4][0]], params(4, 1.0))[0].outputs[0].token_ids) == 4  # the engine still runs
+
+
+def test_openai_server_guides_a_request_and_refuses_a_bad_beta(setup, tmp_path):
+    """`python -m vllm.entrypoints.openai.api_server --logits-processors ...` on loopback (the CPU wheel's `vllm`
+    console script cannot start): `vllm_xargs` guides a completion exactly as `generate()` does; a bad beta is an
+    HTTP 400 naming `doctor_betas`, and the server goes on serving."""
+    patient_dir, _, _, doctor_dir, prompts = setup
+    port = free_port()
+    settings = {"doctors": [doctor_dir], "references": "initial", "dtype": "float32"}
+    env = {**offline_env(), DOCTORS_ENV: json.dumps(settings), "OMP_NUM_THREADS": "2"}
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING")  # the server's engine core in a process of its own, as deployed
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", patient_dir]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager"]
+    command += ["--max-model-len", "256", "--seed", "0", "--logits-processors", PROCESSOR]
+    url = f"http://127.0.0.1:{port}"
+    with running_server(command, env, f"{url}/health", tmp_path / "server.log", timeout=600):
+
+        def complete(betas, max_tokens=8):
+            body = {"model": patient_dir, "prompt": prompts[0], "max_tokens": max_tokens, "temperature": 0}
+            body |= {"return_token_ids": True} | ({"vllm_xargs": {REQUEST_ARG: betas}} if betas is not None else {})
+            return post_json(f"{url}/v1/completions", body)
+
+        status, guided = complete(2.0)
+        assert status == 200, guided
+        status, plain = complete(None)
+        assert status == 200, plain
+        check(setup, [(0, 8, 2.0, guided["choices"][0]["token_ids"]), (0, 8, None, plain["choices"][0]["token_ids"])])
+        for bad in ("strong", [1.0, 2.0]):
+            status, error = complete(bad)
+            assert status == 400 and REQUEST_ARG in json.dumps(error), (bad, status, error)
+        assert complete([2.0])[1]["choices"][0]["token_ids"] == guided["choices"][0]["token_ids"]

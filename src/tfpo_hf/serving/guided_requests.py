@@ -3,18 +3,22 @@ the vLLM logits processor wraps."""
 
 from __future__ import annotations
 
+import numbers
+import reprlib
+import sys
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ..guidance.loading import PATIENT, doctor_weights
+from ..guidance.loading import PATIENT, described, doctor_weights
 from ..guidance.logits_process import DoctorLogitsProcessor
 from ..guidance.mixing import DoctorTerm, checked_log_softmax, guided_scores
 from .request_rows import RequestRows
 
 
 RECORDED = "default"  # a request's `doctor_betas` asking for the betas the doctors record
+TOKEN_IDS = "a list, tuple, 1-d tensor or 1-d numpy array of int token ids"
 
 
 @dataclass
@@ -57,6 +61,7 @@ class GuidedRequests:
         self._rows = [
             [RequestRows(stream) for stream in resolved.doctor_streams(index)] for index in range(len(self.doctors))
         ]
+        self._num_ids = self.vocab_size or min(map(input_ids_of, [*self.doctors, *self.references]))
         self.requests: dict[Hashable, GuidedRequest] = {}
         self.resumed = 0  # requests added with output already (resumed after a preemption): prefilled again
 
@@ -65,26 +70,53 @@ class GuidedRequests:
         return request_betas(value, len(self.doctors), self.recorded_betas)
 
     def add(self, key: Hashable, prompt_ids: Sequence[int], output_ids: Sequence[int], betas) -> None:
-        """Start (or restart, after a preemption) guiding request `key`; `output_ids` may be the engine's live list.
-        `betas` as `parse_betas` takes them; a request without guidance is not kept."""
-        self.remove(key)
+        """Start guiding request `key` (again after a preemption, once `remove`d); `output_ids` may be the engine's
+        live list (kept as it is, so it may grow). Ids may come as a list, a tuple, or a 1-d tensor or numpy array of
+        ints in the vocabulary. `betas` as `parse_betas` takes them; a request without guidance is not kept.
+
+        Raises:
+            ValueError: before anything changes, for a key that is already guided (`remove` it first) or is not
+                hashable, a prompt that is empty or is not token ids, output that is not token ids, or betas that
+                `request_betas` refuses; each error names the argument, what was given and what is accepted.
+        """
+        check_key(key)
+        if key in self.requests:
+            raise ValueError(
+                f"`key` {key!r} is already guided: `remove` it first (as when the engine preempts it), or give each "
+                "request a key of its own."
+            )
+        prompt = token_ids("prompt_ids", prompt_ids, self._num_ids, self._ids_source)
+        if not prompt:
+            raise ValueError("`prompt_ids` is empty: a guided request needs at least one prompt token id.")
+        output = token_ids("output_ids", output_ids, self._num_ids, self._ids_source)
         parsed = self.parse_betas(betas)
         if parsed is not None:
-            self.resumed += bool(len(output_ids))
-            self.requests[key] = GuidedRequest(prompt_ids, output_ids, parsed)
+            self.resumed += bool(output)
+            self.requests[key] = GuidedRequest(prompt, output_ids if isinstance(output_ids, list) else output, parsed)
 
     def remove(self, key: Hashable) -> None:
-        """Stop guiding request `key` and free its rows (nothing happens for a request that is not guided)."""
+        """Stop guiding request `key` and free its rows. A key that is not guided (never added, added without
+        guidance, or removed already) is ignored, so an engine may remove every request that leaves its batch
+        without remembering which of them asked for guidance.
+
+        Raises:
+            ValueError: a key that is not hashable (no request can have it).
+        """
+        check_key(key)
         if self.requests.pop(key, None) is not None:
             for rows in self._all_rows():
                 rows.remove([key])
 
     @property
+    def _ids_source(self) -> str:
+        return "the tokenizer's ids" if self.vocab_size is not None else "the ids every doctor and reference embeds"
+
+    @property
     def prefills(self) -> int:
-        """Requests the doctors prefilled (counted once per request, whatever the number of doctors and references):
-        each guided request once, again after a preemption, and again if its history ever changed otherwise than by
-        one token at a time."""
-        return max((rows[0].prefills for rows in self._rows), default=0)
+        """Prefills the doctors ran, one per request and doctor that weights it (a doctor's reference rows are part of
+        its prefill): each guided request once, again after a preemption, and again if its history ever changed
+        otherwise than by one token at a time."""
+        return sum(rows[0].prefills for rows in self._rows)
 
     def apply(self, scores: torch.Tensor, keys_by_row: Mapping[int, Hashable]) -> torch.Tensor:
         """Write the guided scores into the rows of guided requests.
@@ -149,8 +181,18 @@ def request_betas(value, num_doctors: int, recorded: list[float] | None = None) 
     the request is not guided (or asks for `"default"` and `recorded` is not known, as when only validating).
 
     Raises:
-        ValueError: for anything else, naming what was given and what is accepted.
+        ValueError: for anything else, naming what was given and what is accepted; for a `num_doctors` that is not a
+            positive int, or `recorded` betas that are not `num_doctors` finite numbers.
     """
+    if isinstance(num_doctors, bool) or not isinstance(num_doctors, numbers.Integral) or num_doctors < 1:
+        raise ValueError(
+            f"`num_doctors` must be a positive int (the engine's number of doctors), got {num_doctors!r}."
+        )
+    if recorded is not None:
+        try:
+            recorded = doctor_weights(recorded, num_doctors)
+        except ValueError as error:
+            raise ValueError(f"`recorded`: {error} Pass the betas the doctors record, or None.") from None
     if value is None:
         return None
     if isinstance(value, str) and value == RECORDED:
@@ -164,3 +206,55 @@ def request_betas(value, num_doctors: int, recorded: list[float] | None = None) 
                 f'numbers (one per doctor), 0 (no guidance) or "{RECORDED}" (the betas the doctors record).'
             ) from None
     return betas if betas is not None and any(beta != 0 for beta in betas) else None
+
+
+# ------------------------------------------------------------------ argument checks
+def check_key(key) -> None:
+    """Refuse a request key that cannot be a dict key."""
+    try:
+        hash(key)
+    except TypeError:
+        raise ValueError(
+            f"`key` must be hashable (a request id such as an int or a str), got {described(key)}."
+        ) from None
+
+
+def input_ids_of(model) -> int:
+    """How many token ids `model` embeds (`sys.maxsize` for a reference that is not a model: no bound)."""
+    if not isinstance(model, torch.nn.Module):
+        return sys.maxsize
+    return model.get_input_embeddings().num_embeddings
+
+
+def token_ids(argument: str, value, num_ids: int, source: str) -> list[int]:
+    """`value` (a list or tuple of ints, or a 1-d integer tensor or numpy array) as a list of ints.
+
+    Raises:
+        ValueError: naming `argument`, for anything else (a string, a 2-d batch, floats, bools) or an id outside
+            `0 .. num_ids - 1` (`source` says where the bound comes from).
+    """
+    ids = None
+    if not isinstance(value, (str, bytes)) and value is not None:
+        try:
+            ids = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            ids = None
+    if ids is not None and ids.ndim == 1 and ids.numel() == 0:
+        return []
+    if ids is None or ids.ndim != 1 or ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise ValueError(f"`{argument}` must be {TOKEN_IDS}, got {_given_ids(value)}.")
+    outside = ((ids < 0) | (ids >= num_ids)).nonzero()
+    if len(outside):
+        position = int(outside[0, 0])
+        raise ValueError(
+            f"`{argument}` holds {int(ids[position])} at position {position}, not a token id: ids run from 0 to "
+            f"{num_ids - 1} ({source}). Pass the ids the patient's tokenizer gives."
+        )
+    return ids.tolist()
+
+
+def _given_ids(value) -> str:
+    """`value` for an error about token ids: a tensor's or array's shape and dtype, else a short repr."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"{reprlib.repr(value)} (a {type(value).__name__})"

@@ -1,12 +1,12 @@
 """LLMdoctor guidance inside vLLM: a logits processor of vLLM's V1 interface that runs the doctors in the engine.
 
-The doctors are configured engine-wide, in the environment variable `TFPO_HF_VLLM_DOCTORS` (JSON), never by a
+The doctors are configured engine-wide, in the environment variable `TFPO_HF_DOCTORS` (JSON), never by a
 request; a request asks for guidance with `extra_args={"doctor_betas": ...}` (`vllm_xargs` in the OpenAI-compatible
 server). See docs/guides/serving.md.
 
 ```python
 >>> import json, os  # doctest: +SKIP
->>> os.environ["TFPO_HF_VLLM_DOCTORS"] = json.dumps({"doctors": ["path/to/doctor"]})
+>>> os.environ["TFPO_HF_DOCTORS"] = json.dumps({"doctors": ["path/to/doctor"]})
 >>> from vllm import LLM, SamplingParams
 >>> llm = LLM("path/to/patient", logits_processors=["tfpo_hf.serving.vllm:DoctorGuidanceLogitsProcessor"])
 >>> llm.generate(["Hi!"], SamplingParams(max_tokens=32, extra_args={"doctor_betas": 2.0}))
@@ -16,8 +16,6 @@ server). See docs/guides/serving.md.
 from __future__ import annotations
 
 import itertools
-import json
-import os
 
 import torch
 from transformers import AutoTokenizer
@@ -25,36 +23,10 @@ from vllm.logger import init_logger
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 from .guided_requests import GuidedRequests, request_betas
+from .settings import REQUEST_ARG, engine_settings, from_pretrained_kwargs
 
-
-CONFIG_ENV = "TFPO_HF_VLLM_DOCTORS"
-REQUEST_ARG = "doctor_betas"
-SETTINGS = ("doctors", "references", "alpha", "dtype")
 
 logger = init_logger(__name__)
-
-
-def engine_settings() -> dict:
-    """The engine's doctors, from `TFPO_HF_VLLM_DOCTORS`: a JSON object with `doctors` (a path or Hub id, or a list of
-    them) and optionally `references`, `alpha` and `dtype` (as `DoctorLogitsProcessor` takes them).
-
-    Raises:
-        ValueError: when the variable is unset, not JSON, or holds other keys.
-    """
-    raw = os.environ.get(CONFIG_ENV)
-    if not raw:
-        raise ValueError(
-            f"{CONFIG_ENV} is not set: set it to the engine's doctors before starting vLLM, for example "
-            f'{CONFIG_ENV}=\'{{"doctors": ["path/to/doctor"]}}\' (doctors are configured for the engine, not by requests).'
-        )
-    try:
-        settings = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{CONFIG_ENV} is not valid JSON ({error}): {raw!r}") from None
-    if not isinstance(settings, dict) or "doctors" not in settings or set(settings) - set(SETTINGS):
-        raise ValueError(f"{CONFIG_ENV} must be a JSON object with `doctors` and optionally {SETTINGS[1:]}: {raw!r}")
-    settings["doctors"] = settings["doctors"] if isinstance(settings["doctors"], list) else [settings["doctors"]]
-    return settings
 
 
 class DoctorGuidanceLogitsProcessor(LogitsProcessor):
@@ -82,13 +54,12 @@ class DoctorGuidanceLogitsProcessor(LogitsProcessor):
         tokenizer = AutoTokenizer.from_pretrained(
             model_config.tokenizer, trust_remote_code=model_config.trust_remote_code
         )
-        kwargs = {"dtype": getattr(torch, settings["dtype"])} if "dtype" in settings else {}
         self.core = GuidedRequests(
             settings["doctors"],
             alpha=settings.get("alpha"),
             tokenizer=tokenizer,
             references=settings.get("references"),
-            **kwargs,
+            **from_pretrained_kwargs(settings),
         )
         for model in {id(m): m for m in self.core.doctors}.values():
             model.to(device).eval()
