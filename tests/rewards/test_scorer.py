@@ -17,7 +17,7 @@ from datasets import Dataset, load_from_disk
 
 from tfpo_hf.rewards.config import TokenRewardConfig
 from tfpo_hf.rewards.preference_data import format_completion, tokenize_completion, tokenize_prompt
-from tfpo_hf.rewards.scorer import TokenRewardScorer, reward_statistics, token_rewards_from_logps
+from tfpo_hf.rewards.scorer import TokenRewardScorer, reward_by_token, reward_statistics, token_rewards_from_logps
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
 from ..helpers.tiny_data import assistant, user
@@ -197,6 +197,24 @@ def test_reward_statistics(scorer):
     assert stats["mean_chosen_reward"] == pytest.approx(sum(chosen) / len(chosen))
     assert stats["mean_rejected_reward"] == pytest.approx(sum(rejected) / len(rejected))
     assert 0 < stats["nonzero_fraction"] < 1
+
+
+def test_reward_by_token_sums_each_tokens_rewards_over_both_sides(tokenizer):
+    from datasets import Dataset
+
+    scored = Dataset.from_dict(
+        {
+            "chosen_ids": [[5, 6, 2], [6, 7]],
+            "chosen_token_rewards": [[0.5, 0.25, 1.0], [0.0, 0.5]],
+            "rejected_ids": [[5, 8], [8, 8, 2]],
+            "rejected_token_rewards": [[-0.5, -1.0], [-0.5, 0.0, -0.25]],
+        }
+    )
+    ranked = reward_by_token(scored, top=2)
+    assert ranked["most_negative"] == [("8", -1.5, 3)]  # then 5: +0.5 - 0.5 = 0, not negative
+    assert ranked["most_positive"] == [("2", 0.75, 2), ("7", 0.5, 1)]  # 2: +1.0 - 0.25; 7 beats 6 (0.25)
+    decoded = reward_by_token(scored, tokenizer=tokenizer, top=1)
+    assert decoded["most_negative"] == [(tokenizer.decode([8]), -1.5, 3)]
 
 
 # ---------------------------------------------------------------------------------------------- against the reference

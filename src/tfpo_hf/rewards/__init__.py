@@ -13,6 +13,7 @@ _EXPORTS = {
     "TokenRewardScorer": ".scorer",
     "TokenRewards": ".scorer",
     "reward_statistics": ".scorer",
+    "reward_by_token": ".scorer",
     "token_rewards_from_logps": ".scorer",
     "load_preference_dataset": ".preference_data",
     "render_token_rewards_html": ".visualize",
@@ -25,6 +26,7 @@ __all__ = [
     "load_preference_dataset",
     "plot_token_rewards_png",
     "render_token_rewards_html",
+    "reward_by_token",
     "reward_statistics",
     "token_rewards_from_logps",
 ]
@@ -33,5 +35,5 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:
     from .config import TokenRewardConfig
     from .preference_data import load_preference_dataset
-    from .scorer import TokenRewards, TokenRewardScorer, reward_statistics, token_rewards_from_logps
+    from .scorer import TokenRewards, TokenRewardScorer, reward_by_token, reward_statistics, token_rewards_from_logps
     from .visualize import plot_token_rewards_png, render_token_rewards_html
