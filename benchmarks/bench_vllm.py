@@ -40,11 +40,11 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_generate import PROMPTS, decode_step_time, lora_copy  # noqa: E402
+from bench_generate import PROMPTS, decode_step_time, lora_copy, time_generate  # noqa: E402
 
 from tfpo_hf import DoctorLogitsProcessor  # noqa: E402
 from tfpo_hf.doctor.modeling import truncated_causal_lm  # noqa: E402
@@ -133,16 +133,11 @@ def time_vllm(llm, prompts, args, betas) -> tuple[float, list[list[int]]]:
     return seconds, tokens
 
 
-@torch.no_grad()
 def time_transformers(patient, inputs, args, processor) -> tuple[float, list[list[int]]]:
-    """Seconds of one greedy `generate` of exactly `max_new_tokens` per row (processor built outside the clock)."""
-    kwargs = {"logits_processor": LogitsProcessorList([processor])} if processor is not None else {}
-    start = time.perf_counter()
-    out = patient.generate(
-        **inputs, max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens, do_sample=False, **kwargs
-    )
-    seconds = time.perf_counter() - start
-    return seconds, out[:, inputs["input_ids"].shape[1] :].tolist()
+    """`time_generate` of exactly `max_new_tokens` per row (processor built outside the clock), and the tokens."""
+    new_tokens = []
+    seconds = time_generate(patient, inputs, processor, args.max_new_tokens, torch.device("cpu"), new_tokens)
+    return seconds, new_tokens[0].tolist()
 
 
 def record_engine_cores() -> list[GuidedRequests]:
@@ -215,7 +210,7 @@ def main() -> None:
             times[name].append(seconds)
             print(f"round {round_index + 1}: {name} {seconds:.2f} s", file=sys.stderr, flush=True)
     report(args, times, tokens, core)
-    step_costs(args, patient, tokenizer, doctors, prompts)
+    step_costs(args, patient, doctors, inputs)
 
 
 def report(args, times: dict, tokens: dict, core: GuidedRequests) -> None:
@@ -249,9 +244,8 @@ def report(args, times: dict, tokens: dict, core: GuidedRequests) -> None:
     )
 
 
-def step_costs(args, patient, tokenizer, doctors, prompts) -> None:
-    """Each doctor's incremental decode step over the batch, relative to the patient's (plain transformers)."""
-    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+def step_costs(args, patient, doctors, inputs) -> None:
+    """Each doctor's incremental decode step over the batch `inputs`, relative to the patient's (plain transformers)."""
     repeats = 2 if args.smoke else 20
     patient_step = decode_step_time(patient, inputs, torch.device("cpu"), repeats)
     for name, doctor in zip(DOCTORS, doctors):

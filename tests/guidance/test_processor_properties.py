@@ -22,7 +22,7 @@ import functools
 from dataclasses import dataclass, replace
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessorList
 
@@ -30,17 +30,11 @@ from tfpo_hf import DoctorLogitsProcessor
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor
 
 from ..helpers.generation import ATOL
+from ..helpers.property_inputs import PAD, PROPERTY_SETTINGS, left_padded, prompt_strategy
 from ..helpers.reference_guidance import ReferenceGuidanceProcessor
 
 
-PAD = 2  # the tiny models' pad and EOS id (`<|im_end|>`)
 VOCAB = 259  # the patient's vocabulary; doctors and reference models may have more (padded) ids
-PROPERTY_SETTINGS = {
-    "deadline": None,
-    "derandomize": True,
-    "database": None,
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
-}
 
 
 # --- Models: hashable specs, each built once -------------------------------------------------------------------------
@@ -118,10 +112,7 @@ class Setup:
 
     def inputs(self, width: int = 0) -> tuple[torch.LongTensor, torch.LongTensor]:
         """The prompts left padded with `PAD` (to `width` at least), and their attention mask."""
-        width = max(width, *(len(prompt) for prompt in self.prompts))
-        input_ids = torch.tensor([[PAD] * (width - len(p)) + list(p) for p in self.prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in self.prompts])
-        return input_ids, mask
+        return left_padded(self.prompts, width)
 
     def processors(self, prompt_mask: torch.Tensor) -> tuple[DoctorLogitsProcessor, ReferenceGuidanceProcessor]:
         """The cached processor under test and the cache-free loop, for the same doctors, weights and mask."""
@@ -168,19 +159,6 @@ def doctor_and_reference(draw, patient):
     return doctor, reference
 
 
-prompt_tokens = st.one_of(st.sampled_from([PAD, 40, 41]), st.integers(0, VOCAB - 1))
-
-
-def prompt_strategy(give_mask: bool):
-    """Prompts of 1-7 tokens. Without a mask a leading run of PAD is padding, so a prompt of nothing but PAD would
-    have no real token (and a generated EOS after it would count as padding too: the documented case for passing the
-    mask); its last token is then made real."""
-    prompt = st.lists(prompt_tokens, min_size=1, max_size=7).map(tuple)
-    if give_mask:
-        return prompt
-    return prompt.map(lambda tokens: tokens if any(t != PAD for t in tokens) else (*tokens[:-1], 40))
-
-
 @st.composite
 def setups(draw, max_batch: int = 4):
     """A `Setup`: a patient, 1-2 doctors with their references and betas, alpha, 1-`max_batch` prompts, and whether
@@ -189,7 +167,7 @@ def setups(draw, max_batch: int = 4):
     pairs = draw(st.lists(doctor_and_reference(patient), min_size=1, max_size=2))
     betas = tuple(draw(st.lists(weights, min_size=len(pairs), max_size=len(pairs))))
     give_mask = draw(st.booleans())
-    prompt = prompt_strategy(give_mask)
+    prompt = prompt_strategy(give_mask, VOCAB, max_size=7)
     return Setup(
         patient=patient,
         doctors=tuple(doctor for doctor, _ in pairs),
@@ -342,7 +320,9 @@ def test_reused_processor_equals_reference_on_every_call(data, setup, max_new_to
     fast_processor, _ = setup.processors(setup.inputs()[1])
     first = assert_same_generate(setup, fast_processor=fast_processor, max_new_tokens=max_new_tokens[0])
     size = len(setup.prompts)
-    prompts = data.draw(st.lists(prompt_strategy(setup.give_mask), min_size=size, max_size=size), label="prompts")
+    prompts = data.draw(
+        st.lists(prompt_strategy(setup.give_mask, VOCAB, max_size=7), min_size=size, max_size=size), label="prompts"
+    )
     second = replace(setup, prompts=tuple(prompts))
     if change_betas:
         betas = tuple(data.draw(st.lists(weights, min_size=len(setup.betas), max_size=len(setup.betas))))

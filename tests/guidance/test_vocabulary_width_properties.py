@@ -23,7 +23,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import LogitsProcessorList
 
@@ -31,18 +31,12 @@ from tfpo_hf import DoctorLogitsProcessor
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor, tiny_tokenizer
 
 from ..helpers.generation import ATOL
+from ..helpers.property_inputs import PAD, PROPERTY_SETTINGS, left_padded, prompt_strategy, prompt_tokens
 from ..helpers.reference_guidance import ReferenceGuidanceProcessor
 
 
-PAD = 2  # the tiny tokenizer's pad and EOS id
 TOKENS = 259  # len(tiny_tokenizer()): every id from TOKENS on is LM-head padding
 MAX_PADDING = 40
-PROPERTY_SETTINGS = {
-    "deadline": None,
-    "derandomize": True,
-    "database": None,
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
-}
 TOKENIZER = tiny_tokenizer()
 
 
@@ -103,10 +97,7 @@ class Setup:
 
     def inputs(self) -> tuple[torch.LongTensor, torch.LongTensor]:
         """The prompts left padded with `PAD`, and their attention mask."""
-        width = max(len(prompt) for prompt in self.prompts)
-        input_ids = torch.tensor([[PAD] * (width - len(p)) + list(p) for p in self.prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in self.prompts])
-        return input_ids, mask
+        return left_padded(self.prompts)
 
     def loop_reference(self, index: int):
         reference = self.references[index]
@@ -149,9 +140,6 @@ def doctor_and_reference(draw, patient):
     return doctor, draw(llama_specs) if reference == "model" else reference
 
 
-prompt_tokens = st.one_of(st.sampled_from([PAD, 40, 41]), st.integers(0, TOKENS - 1))
-
-
 @st.composite
 def setups(draw):
     """A `Setup`: a padded patient, 1-2 doctors with their references and betas, alpha, 1-3 prompts of 1-6 ids.
@@ -160,9 +148,7 @@ def setups(draw):
     pairs = draw(st.lists(doctor_and_reference(patient), min_size=1, max_size=2))
     betas = (draw(nonzero_weights), *draw(st.lists(weights, min_size=len(pairs) - 1, max_size=len(pairs) - 1)))
     give_mask = draw(st.booleans())
-    prompt = st.lists(prompt_tokens, min_size=1, max_size=6).map(tuple)
-    if not give_mask:
-        prompt = prompt.map(lambda tokens: tokens if any(t != PAD for t in tokens) else (*tokens[:-1], 40))
+    prompt = prompt_strategy(give_mask, TOKENS, max_size=6)
     return Setup(
         patient=patient,
         doctors=tuple(doctor for doctor, _ in pairs),
@@ -235,5 +221,7 @@ def test_direct_calls_mask_padding_and_equal_the_same_width_computation(data, se
             mixed[:, :TOKENS], expected, atol=ATOL, rtol=0, msg=lambda m, step=step: f"step {step}: {m}"
         )
         assert (mixed.argmax(-1) < TOKENS).all()
-        tokens = data.draw(st.lists(prompt_tokens, min_size=len(input_ids), max_size=len(input_ids)), label="tokens")
+        tokens = data.draw(
+            st.lists(prompt_tokens(TOKENS), min_size=len(input_ids), max_size=len(input_ids)), label="tokens"
+        )
         input_ids = torch.cat([input_ids, torch.tensor(tokens)[:, None]], dim=-1)

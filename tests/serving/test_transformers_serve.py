@@ -8,7 +8,6 @@ equal texts mean equal tokens (the 3 special tokens aside, which decode to nothi
 
 import importlib.util
 import json
-import os
 import sys
 
 import pytest
@@ -21,7 +20,7 @@ from tfpo_hf.serving.transformers_serve import add_recipe
 from tfpo_hf.testing import CHATML_TEMPLATE, SPECIAL_TOKENS, tiny_causal_lm
 
 from ..helpers.servers import post_json, running_server
-from ..helpers.subprocesses import free_port
+from ..helpers.subprocesses import free_port, offline_env
 
 
 SERVING_PACKAGES = ("fastapi", "uvicorn", "openai", "pydantic")
@@ -72,11 +71,9 @@ def server(folders):
     root, patient_dir, doctor_dir = folders
     port = free_port()
     env = {
-        **os.environ,
+        **offline_env(),
         DOCTORS_ENV: json.dumps({"doctors": [str(doctor_dir)], "references": "none"}),
-        "HF_HUB_OFFLINE": "1",
         "HF_MODULES_CACHE": str(root / "modules"),  # where transformers copies the recipe's generate.py
-        "TOKENIZERS_PARALLELISM": "false",
     }
     command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(patient_dir), "--trust-remote-code"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--dtype", "float32"]

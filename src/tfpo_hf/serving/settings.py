@@ -66,3 +66,10 @@ def from_pretrained_kwargs(settings: dict) -> dict:
             '"float32", "bfloat16" or "float16".'
         )
     return {"dtype": dtype}
+
+
+def place_models(doctors, references, device) -> None:
+    """Put a server's doctors (each model once) and the references that are models on `device`, in eval mode."""
+    models = [*doctors, *(reference for reference in references if isinstance(reference, torch.nn.Module))]
+    for model in {id(model): model for model in models}.values():
+        model.to(device).eval()

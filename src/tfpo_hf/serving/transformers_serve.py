@@ -38,7 +38,7 @@ from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
 from ..guidance.logits_process import DoctorLogitsProcessor
 from .guided_requests import request_betas
-from .settings import DOCTORS_ENV, REQUEST_ARG, engine_settings, from_pretrained_kwargs
+from .settings import DOCTORS_ENV, REQUEST_ARG, engine_settings, from_pretrained_kwargs, place_models
 
 
 logger = logging.getLogger(__name__)
@@ -192,11 +192,7 @@ def _load(device, tokenizer) -> ServerDoctors:
         )
     except (OSError, ValueError) as error:
         raise RuntimeError(f"Loading the doctors of {DOCTORS_ENV} failed: {error}") from error
-    for doctor in {id(model): model for model in doctors.doctors}.values():
-        doctor.to(device).eval()
-    for reference in doctors.references:
-        if hasattr(reference, "to"):
-            reference.to(device).eval()
+    place_models(doctors.doctors, doctors.references, device)
     return ServerDoctors(doctors, tuple(doctors.betas))
 
 

@@ -23,7 +23,7 @@ from vllm.logger import init_logger
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 from .guided_requests import GuidedRequests, request_betas
-from .settings import REQUEST_ARG, engine_settings, from_pretrained_kwargs
+from .settings import REQUEST_ARG, engine_settings, from_pretrained_kwargs, place_models
 
 
 logger = init_logger(__name__)
@@ -61,11 +61,7 @@ class DoctorGuidanceLogitsProcessor(LogitsProcessor):
             references=settings.get("references"),
             **from_pretrained_kwargs(settings),
         )
-        for model in {id(m): m for m in self.core.doctors}.values():
-            model.to(device).eval()
-        for reference in self.core.references:
-            if isinstance(reference, torch.nn.Module):
-                reference.to(device).eval()
+        place_models(self.core.doctors, self.core.references, device)
         self._request_ids = itertools.count()
         self._by_index: dict[int, int] = {}  # batch index -> id of a guided request
 
