@@ -145,11 +145,14 @@ def build_processor(make_processor, inputs, build_times: list | None = None):
     return processor
 
 
-def time_generate(patient, inputs, processor, new_tokens: int, device, tokens: list | None = None) -> float:
+def time_generate(
+    patient, inputs, processor, new_tokens: int, device, tokens: list | None = None, **generate_kwargs
+) -> float:
     """Seconds of one greedy `generate` of exactly `new_tokens` tokens; `patient` may be a `GuidedModel`; `processor`
     serves this one call (built by the caller, outside the clock). The new tokens are appended to `tokens` when
-    given."""
+    given; `generate_kwargs` go to `generate` (a static cache and its `compile_config`, ...)."""
     kwargs = {"logits_processor": LogitsProcessorList([processor])} if processor is not None else {}
+    kwargs |= generate_kwargs
     synchronize(device)
     start = time.perf_counter()
     with torch.no_grad():

@@ -21,6 +21,7 @@ BENCHMARKS = REPO_ROOT / "benchmarks"
 SMOKE_FLAG = re.compile(r"""["']--smoke["']|^\s*smoke\s*:\s*bool\b""", re.MULTILINE)
 # Scripts that must have one; any other script with the flag runs too.
 REQUIRED = (
+    "bench_capture.py",
     "bench_generate.py",
     "bench_import.py",
     "bench_pair.py",
@@ -32,6 +33,11 @@ REQUIRED = (
 # A figure each of them prints (a table row or a result line with its numbers); a script not listed here must print
 # at least one line holding a number.
 FIGURES = {
+    "bench_capture.py": [
+        r"^ +tiny +2 +captured tinier LoRA doctor \+ its base +\d+\.\d+ +\d+\.\d+ +\d+\.\d+ +\d+\.\d+$",
+        r"^ +tiny +2 +eager same-size LoRA, fused \(GuidedModel\) +\d+\.\d+",
+        r"^captured plain / eager plain, tiny batch 2: \d+\.\d+x tokens/s$",
+    ],
     "bench_subtb.py": [r"^  closed form: min \d+\.\d+ ms", r"^  speed ratio \(min / min\): [\d,]+x$"],
     "bench_rewards.py": [r"^score_dataset +\d+\.\d+ +\d+\.\d+ +\d+\.\d+", r"^ratio score_dataset / plain forward"],
     "bench_generate.py": [

@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from tfpo_hf import DoctorLogitsProcessor, DoctorModel
 from tfpo_hf.guidance.guided_model import GroupedCache, GuidedModel
@@ -100,13 +101,14 @@ def test_beta_zero_is_exactly_plain_generate_and_the_patient_is_left_alone(fresh
     plain = processed_generate(fresh_patient, inputs, None, **SAMPLING)
     fast = fused_generate(guided, inputs, **SAMPLING)
     assert torch.equal(fast[0], plain[0]) and torch.equal(fast[1], plain[1])
-    # The adapters wrap the patient's linear layers; switched off, they give the same tokens and scores up to rounding.
-    finite = torch.isfinite(before[1])
-    assert torch.equal(plain[0], before[0]) and torch.allclose(plain[1][finite], before[1][finite], atol=1e-5)
+    # Outside the guided calls the patient holds its own modules: exactly the tokens and scores of before.
+    assert torch.equal(plain[0], before[0]) and torch.equal(plain[1], before[1])
+    assert not any(isinstance(module, BaseTunerLayer) for module in fresh_patient.modules())
     guided.set_betas([2.0, 1.0])
     fused_generate(guided, inputs)
-    after = processed_generate(fresh_patient, inputs, None, **SAMPLING)  # adapters are off outside the guided calls
+    after = processed_generate(fresh_patient, inputs, None, **SAMPLING)  # adapters are out again after a call
     assert torch.equal(after[0], plain[0]) and torch.equal(after[1], plain[1])
+    assert not any(isinstance(module, BaseTunerLayer) for module in fresh_patient.modules())
 
 
 def test_forward_returns_the_mixed_scores(fresh_patient, doctors, tokenizer):
@@ -172,3 +174,48 @@ def test_streamer_and_stopping_criteria_see_the_guided_tokens(fresh_patient, doc
     stop = StoppingCriteriaList([StopAfter(inputs.input_ids.shape[1] + 4)])
     short = guided.generate(**inputs, max_new_tokens=10, do_sample=False, pad_token_id=2, stopping_criteria=stop)
     assert torch.equal(short[:, inputs.input_ids.shape[1] :], expected[:, :4])
+
+
+@pytest.mark.slow
+def test_bf16_fused_and_processor_agree_on_embedded_patient(default_patient):
+    """In bfloat16 on real weights (the embedded SmolLM2-135M cast to bf16), the fused forward and the processor's
+    forwards round differently (other batch shapes, LoRA rows mixed), and ratio guidance at beta 2 (`2 log p_doctor -
+    log p_patient`) triples those differences: on the processor's own completions, the fused mix picks the same next
+    token as the processor's arithmetic wherever their top two are 0.5 apart or more, and on at least 90% of all
+    tokens (measured: 0.94; the issue's 98% is not reached in bf16, see docs/results.md)."""
+    patient, tokenizer = default_patient
+    patient = copy.deepcopy(patient).to(torch.bfloat16)
+    tokenizer.padding_side = "left"
+    doctor = tiny_lora_doctor(patient, seed=0)
+    with torch.no_grad():
+        for name, parameter in doctor.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(0.02)  # a trained-sized adapter: it moves some tokens, not every one
+    prompts = [
+        "Write one sentence about the sea.", "Name a fruit and say why you like it.", "Why is the sky blue?",
+        "Give me a tip for learning to cook.", "Describe a quiet morning.", "What makes a good friend?",
+    ]  # fmt: skip
+    inputs = encode(tokenizer, prompts)
+    new_tokens = 32
+    kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "pad_token_id": tokenizer.pad_token_id}
+    processor = DoctorLogitsProcessor(
+        doctor, betas=2.0, references="patient", tokenizer=tokenizer, attention_mask=inputs.attention_mask
+    )
+    completions = generate(patient, inputs, processor, **kwargs)
+    assert not torch.equal(completions, generate(patient, inputs, **kwargs))  # the doctor does steer
+    batch = {
+        "input_ids": torch.cat([inputs.input_ids, completions], dim=-1),
+        "attention_mask": torch.cat([inputs.attention_mask, torch.ones_like(completions)], dim=-1),
+    }
+    steps = slice(-new_tokens - 1, -1)
+    with torch.no_grad():
+        fused = GuidedModel(patient, doctor, betas=2.0)(**batch).logits[:, steps]
+        patient_logps = patient(**batch).logits[:, steps].float().log_softmax(-1)
+        doctor_logps = doctor(**batch).logits[:, steps].float().log_softmax(-1)
+    by_processor = patient_logps + 2.0 * (doctor_logps - patient_logps)
+    agree = fused.argmax(-1) == by_processor.argmax(-1)
+    top_two = by_processor.topk(2, dim=-1).values
+    clear = top_two[..., 0] - top_two[..., 1] >= 0.5
+    assert clear.float().mean() > 0.5  # most steps are clear choices, so the first check has something to check
+    assert agree[clear].all(), "the fused mix and the processor part on a clear choice"
+    assert agree.float().mean() >= 0.90, f"they agree on {agree.float().mean():.3f} of the tokens"

@@ -2,10 +2,12 @@
 report (not that the doctor wins)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from tfpo_hf.cli import main
 from tfpo_hf.demo.arguments import DemoArguments
@@ -84,3 +86,36 @@ def test_quick_demo_writes_report_files_with_numbers(tmp_path):
     ):
         assert heading in report, heading
     assert f"| {doctor} | DPO (TRL, LoRA) |" in report and "Token rewards:" in report
+
+
+@pytest.mark.slow
+def test_a_resumed_run_trains_each_method_as_an_uninterrupted_one(tmp_path):
+    """Each method starts from weights of its own seed, not from whatever the steps before it left in the global
+    random state: a run stopped after LLMdoctor and resumed trains the other methods exactly as an uninterrupted run
+    (which trained them after LLMdoctor) did."""
+    from safetensors.torch import load_file
+
+    arguments = ["demo", "--quick", "--output_dir", str(tmp_path)]
+    main(arguments)
+    folders = ["literal_doctor", "genarm_doctor", "dpo_model"]
+    uninterrupted = {folder: _weights(tmp_path / folder, load_file) for folder in folders}
+    finished = tmp_path / "progress" / "finished.json"
+    steps = json.loads(finished.read_text())
+    finished.write_text(json.dumps(steps[: steps.index("LLMdoctor training") + 1]))  # stopped after LLMdoctor
+    for folder in folders:
+        shutil.rmtree(tmp_path / folder)
+    shutil.rmtree(tmp_path / "progress" / "generations")
+    main([*arguments, "--resume", "true"])
+    for folder in folders:
+        resumed = _weights(tmp_path / folder, load_file)
+        assert resumed.keys() == uninterrupted[folder].keys()
+        assert all(torch.equal(resumed[name], uninterrupted[folder][name]) for name in resumed), folder
+
+
+def _weights(folder, load_file) -> dict:
+    """Every tensor of the safetensors files in `folder`, by file and name."""
+    return {
+        f"{path.name}:{name}": tensor
+        for path in folder.glob("*.safetensors")
+        for name, tensor in load_file(path).items()
+    }

@@ -142,3 +142,16 @@ def test_generations_are_kept_and_reused_for_the_same_prompts_and_seeds(tmp_path
     evaluate_methods([method], ["p1", "p3"], len, method.name, seeds=(0, 1), cache_dir=tmp_path)
     evaluate_methods([method], ["p1", "p3"], len, method.name, seeds=(0,), cache_dir=tmp_path)
     assert len(calls) == 5  # 2 + new prompts (2 seeds) + a new seed list (1 seed)
+
+
+def test_library_versions_are_the_installed_ones(monkeypatch):
+    import importlib.metadata
+
+    from tfpo_hf.evaluation import report
+
+    assert report.library_versions()["transformers"] == importlib.metadata.version("transformers")
+    monkeypatch.setattr(report, "LIBRARIES", ("torch", "no-such-library-here"))
+    assert report.library_versions() == {
+        "torch": importlib.metadata.version("torch"),
+        "no-such-library-here": "not installed",
+    }

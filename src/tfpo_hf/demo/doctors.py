@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datasets import Dataset
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, set_seed
 
 from ..doctor.modeling import DoctorModel
 from ..training.baselines import TrajectoryBTTrainer
@@ -112,6 +112,7 @@ def train_doctor(context: DemoContext, family: DoctorFamily, scored: Dataset) ->
     if context.resumes(f"{family.name} training") and (folder / DOCTOR_CONFIG_NAME).is_file():
         return folder
     with context.timed(f"{family.name} training"):
+        set_seed(args.seed)  # its initial weights (LoRA, value head) must not depend on what ran before it
         doctor, peft_config = make_doctor(context)
         trainer = family.trainer_class(
             doctor,
@@ -161,6 +162,7 @@ def train_dpo(context: DemoContext, pairs: Dataset, model: PreTrainedModel, name
         lora_dropout=DEFAULT_LORA_DROPOUT,
     )
     with context.timed(f"{name} training"):
+        set_seed(context.args.seed)  # as the doctors: its LoRA's initial weights independent of the steps before
         trainer = DPOTrainer(
             copy.deepcopy(model).float(),
             args=config,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..evaluation import MethodResult, head_to_head, plot_score_vs_diversity, results_table, write_results_json
-from ..evaluation.report import head_to_head_table
+from ..evaluation.report import head_to_head_table, library_versions
 from .doctors import DPO, WEAK_DPO
 
 
@@ -52,6 +52,7 @@ def write_outputs(context: DemoContext, outcome: DemoOutcome) -> Path:
         validation=[r.summary() for r in outcome.validation_results],
         llmdoctor_beta_choice=llmdoctor_beta_choice(context),
         frontier=[r.summary() for r in outcome.frontier_results],
+        versions=library_versions(),
     )
     plot_score_vs_diversity(
         outcome.results + outcome.frontier_results,
@@ -153,6 +154,8 @@ def write_report(context: DemoContext, outcome: DemoOutcome) -> Path:
     lines += ["", "## Data and training", "", *data_lines(args, outcome), *training_lines(context.training_logs)]
     lines += ["", "## Time (seconds)", "", *[f"- {k}: {v:.1f}" for k, v in context.timings.items()]]
     lines += ["", "## Settings", "", "```json", json.dumps(asdict(args), indent=2), "```"]
+    lines += ["", "## Library versions (other versions sample other tokens from the same seed)", ""]
+    lines += [f"- {name} {version}" for name, version in library_versions().items()]
     lines += ["", "## Samples (first seed)", "", *sample_lines(outcome)]
     path = context.output_dir / "report.md"
     path.write_text("\n".join(lines))

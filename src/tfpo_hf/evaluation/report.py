@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,22 @@ def head_to_head_table(pairs: Sequence[tuple[MethodResult, MethodResult]]) -> st
         rate, low, high = head_to_head(result, opponent)
         rows.append([result.name, opponent.name, f"{rate:.2f} [{low:.2f}, {high:.2f}]", str(len(result.scores))])
     return markdown_table(["method", "against", "win rate [95% CI]", "paired samples"], rows)
+
+
+# The libraries whose versions move sampled tokens (bf16 kernels, sampling order): recorded beside every result.
+LIBRARIES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers")
+
+
+def library_versions() -> dict[str, str]:
+    """The installed version of each of `LIBRARIES` ("not installed" when absent): the same seed gives other sampled
+    tokens under other versions, so a result is reproducible only beside them."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def write_results_json(results: Sequence[MethodResult], path: str | Path, **metadata) -> None:

@@ -18,10 +18,11 @@ from transformers import DynamicCache
 
 from ..utils.adapters import BASE_ROWS, adapter_disabled, mixed_batch_adapter, rows_by_adapter
 from ..utils.logps import position_ids_from_mask
+from .static_decoding import StaticDecoder, row_maskable
 
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+    from transformers import CompileConfig, PreTrainedModel
 
 
 class GroupedCache(DynamicCache):
@@ -80,7 +81,7 @@ class GenerationState:
     input_ids: torch.LongTensor | None = None  # (rows, length) seen at the previous call
     mask: torch.LongTensor | None = None  # (rows, length) attention mask of those tokens
     group_size: int = 1  # rows that `generate` made from one prompt (beams, returned sequences)
-    caches: list[DynamicCache] = field(default_factory=list)
+    caches: list[DynamicCache | StaticDecoder] = field(default_factory=list)
 
 
 class IncrementalForward:
@@ -97,15 +98,25 @@ class IncrementalForward:
       starts a new generation there and interrupts the owner's: the owner's next call that continues it raises a
       `RuntimeError` (one instance per concurrent generation), while a later generation of its own starts afresh, so
       generations one after the other in any threads work. Each call costs two comparisons of thread ids.
+    - **Fixed shapes.** With a `compile_config`, each stream decodes through a `StaticDecoder` (static cache, steps
+      through the model's compiled call: one captured graph per cache bucket on a GPU); without one, through a
+      `GroupedCache` in eager mode.
 
     Args:
         pad_token_id: token treated as left padding when no attention mask is set.
         attention_mask: `(batch_size, prompt_length)` mask of the prompts of the next `generate` call.
+        compile_config: how the streams' one-token steps are compiled (`None`: eager, dynamic caches).
     """
 
-    def __init__(self, pad_token_id: int | None = None, attention_mask: torch.Tensor | None = None):
+    def __init__(
+        self,
+        pad_token_id: int | None = None,
+        attention_mask: torch.Tensor | None = None,
+        compile_config: CompileConfig | None = None,
+    ):
         self.pad_token_id = pad_token_id
         self.attention_mask = attention_mask
+        self.compile_config = compile_config
         self._owner: int | None = None  # the thread whose generation `_state` holds
         self._interrupted: dict[int, torch.LongTensor] = {}  # thread -> its `input_ids` when another took over
         self._ownership = threading.Lock()  # held only while the owner changes, never across a forward
@@ -152,11 +163,14 @@ class IncrementalForward:
                 position_ids = position_ids_from_mask(mask)
                 new_tokens = input_ids
                 state.streams = tuple(streams)
-                state.caches = [new_cache(stream) for stream in streams]
+                state.caches = [self._new_state(stream) for stream in streams]
             else:
                 if not torch.equal(parents, torch.arange(len(parents), device=parents.device)):
                     for cache in state.caches:
-                        cache.batch_select_indices(parents)
+                        if isinstance(cache, StaticDecoder):
+                            cache.select_rows(parents)
+                        else:
+                            cache.batch_select_indices(parents)
                     state.mask = state.mask[parents]
                 position_ids = state.mask.sum(-1, keepdim=True)
                 mask = torch.cat([state.mask, state.mask.new_ones((len(input_ids), 1))], dim=-1)
@@ -165,6 +179,13 @@ class IncrementalForward:
 
             logits = []
             for stream, cache in zip(streams, state.caches):
+                if isinstance(cache, StaticDecoder):
+                    if parents is None or not cache.has_room():  # a new generation, or a full bucket: prefill
+                        stream_logits = cache.prefill(input_ids, mask)
+                    else:
+                        stream_logits = cache.step(new_tokens)
+                    logits += stream_logits.to(device).chunk(stream.outputs)
+                    continue
                 inputs = {"input_ids": new_tokens, "attention_mask": mask, "position_ids": position_ids}
                 inputs = {
                     name: tensor.to(stream.model.device).repeat(stream.outputs, 1) for name, tensor in inputs.items()
@@ -176,6 +197,17 @@ class IncrementalForward:
             self._interrupted.pop(thread, None)
             raise RuntimeError(CONCURRENT_GENERATIONS)
         return [tensor.clone() for tensor in logits]  # ordinary tensors again, for the processors that follow
+
+    def _new_state(self, stream: Stream) -> GroupedCache | StaticDecoder:
+        """An empty cache for `stream`, or with `compile_config` its fixed-shape decoder (filled at the prefill)."""
+        if self.compile_config is None:
+            return new_cache(stream)
+        if stream.with_base and not row_maskable(stream.model):
+            raise ValueError(
+                "A LoRA doctor with `modules_to_save`, an embedding adapter or a variant such as DoRA cannot share one "
+                "fixed-shape forward with its base: run its base as a stream of its own (`Stream(base_only=True)`)."
+            )
+        return StaticDecoder(stream, self.compile_config)
 
     def _take_over(self, thread: int, input_ids: torch.LongTensor) -> GenerationState:
         """Give `thread` a fresh state, interrupting the current owner's generation; refuse a call that continues a

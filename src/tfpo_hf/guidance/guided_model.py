@@ -50,7 +50,8 @@ class GuidedModel:
     `generate` takes everything `patient.generate` takes (greedy search, sampling, beam search,
     `num_return_sequences`, left padding, stopping criteria, streamers, logits processors); beam search ranks beams by
     the log-probabilities of the mix, as the processor does with `normalize=True`. Outside this object's calls the
-    adapters are off: the patient alone gives the same tokens (its scores move by float rounding, a few 1e-6). For
+    patient holds its own modules again (the adapters' layers are swapped in for each call and out after it), so
+    plain decoding of the patient is exactly what it was, at the same speed. For
     doctors that are not LoRA adapters of this patient (another size, full weights), use [`DoctorLogitsProcessor`].
 
     Args:
@@ -136,11 +137,16 @@ class GuidedModel:
         self._ownership = threading.Lock()  # held only while a call starts or ends, never across a forward
         self.peft_model = None  # the patient wrapped by PEFT once the first adapter is in
         self.adapter_names = [f"doctor_{i}" for i in range(len(sources))]
+        requires_grad = {parameter: parameter.requires_grad for parameter in patient.parameters()}
         recorded = [
             self._load_adapter(source, name, from_pretrained_kwargs)
             for source, name in zip(sources, self.adapter_names)
         ]
-        self.peft_model.base_model.disable_adapter_layers()  # the patient alone is unchanged outside our calls
+        self.peft_model.base_model.disable_adapter_layers()
+        self._adapter_modules = adapter_modules(self.patient)
+        self._unwrap()  # outside our calls the patient holds its own modules again: plain decoding is untouched
+        for parameter, flag in requires_grad.items():  # PEFT froze them (which changes some kernels' rounding)
+            parameter.requires_grad_(flag)
         self.mixes = ["mix" if config.guidance == "mix" else "ratio" for config in recorded]
         betas, self.alpha = recorded_weights(recorded, betas, alpha)
         self.betas: list[float] = []
@@ -224,6 +230,7 @@ class GuidedModel:
             return output
 
         try:
+            self._wrap()
             self.peft_model.base_model.enable_adapter_layers()
             handles = [
                 self.patient.register_forward_pre_hook(expand_batch, with_kwargs=True),
@@ -236,8 +243,19 @@ class GuidedModel:
                 for handle in handles:
                     handle.remove()
                 self.peft_model.base_model.disable_adapter_layers()
+                self._unwrap()
         finally:
             self._owner = None
+
+    def _wrap(self) -> None:
+        """Put the adapters' layers (PEFT's LoRA layers and `modules_to_save` wrappers) back into the patient."""
+        for parent, name, wrapper, _ in self._adapter_modules:
+            setattr(parent, name, wrapper)
+
+    def _unwrap(self) -> None:
+        """Give the patient its own modules back, so that it runs exactly as before (no PEFT layer in its forward)."""
+        for parent, name, _, original in self._adapter_modules:
+            setattr(parent, name, original)
 
     def generate(self, *args, **kwargs):
         """`patient.generate` with the doctors fused in (a `GroupedCache` is made unless a cache is given)."""
@@ -256,6 +274,22 @@ class GuidedModel:
     @property
     def device(self) -> torch.device:
         return self.patient.device
+
+
+def adapter_modules(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Module, torch.nn.Module]]:
+    """`(parent, attribute, adapter layer, the module it wraps)` for every outermost PEFT layer in `model` (LoRA
+    layers, `modules_to_save` wrappers)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.utils import ModulesToSaveWrapper
+
+    found = []
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, BaseTunerLayer):
+                found.append((parent, name, child, child.get_base_layer()))
+            elif isinstance(child, ModulesToSaveWrapper):
+                found.append((parent, name, child, child.original_module))
+    return found
 
 
 CONCURRENT_CALLS = (

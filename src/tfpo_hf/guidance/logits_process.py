@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import LogitsProcessor
+from transformers import CompileConfig, LogitsProcessor
 
 from ..doctor.config import DoctorConfig
 from ..utils.adapters import mixed_batch_adapter
@@ -26,10 +26,23 @@ from .loading import (
     saved_tokenizer,
 )
 from .mixing import DoctorTerm, checked_log_softmax, guided_scores
+from .static_decoding import row_maskable
 
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+
+def compile_config_of(compile_doctors: bool | CompileConfig) -> CompileConfig | None:
+    """The `CompileConfig` that `compile_doctors` asks for (`None`: eager decoding)."""
+    if isinstance(compile_doctors, CompileConfig):
+        return compile_doctors
+    if isinstance(compile_doctors, bool):
+        return CompileConfig() if compile_doctors else None
+    raise ValueError(
+        f"`compile_doctors` must be True, False or a transformers `CompileConfig`, got {compile_doctors!r}."
+    )
+
 
 DOCTOR_KINDS = "a causal LM, a `DoctorModel`, or a local path or Hub id of a saved doctor (or a list of them)"
 
@@ -98,6 +111,15 @@ class DoctorLogitsProcessor(LogitsProcessor):
             - `"none"`: no reference (the mix).
 
             Defaults to what each doctor records.
+        compile_doctors (`bool` or `CompileConfig`, *optional*, defaults to `False`):
+            Decode the doctors and references at fixed shapes through their compiled call, for a GPU, where an eager
+            step costs its kernel launches whatever the model's size: static KV caches (in buckets of 256 tokens),
+            a LoRA doctor's rows and its base's rows in one forward, no host-side branch inside a step, so
+            `torch.compile(mode="reduce-overhead")` captures one CUDA graph per bucket and replays it. `True` uses
+            transformers' default `CompileConfig` (what `generate` uses with `cache_implementation="static"`); a
+            `CompileConfig` sets the backend, mode and options. The tokens are those of the eager path (same
+            arithmetic, compared by the tests). Off by default: compiling takes seconds to minutes per model, and
+            CUDA graphs, which remove the per-step launch cost, exist on GPUs only.
         from_pretrained_kwargs (`dict[str, Any]`, *optional*):
             Passed to `from_pretrained` for doctors and references given as paths or Hub ids (`dtype`, `revision`,
             `token`, ...). Checkpoints holding pickled weights only (`pytorch_model.bin`, `adapter_model.bin`,
@@ -179,6 +201,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
         normalize: bool = False,
         pad_token_id: int | None = None,
         references=None,
+        compile_doctors: bool | CompileConfig = False,
         **from_pretrained_kwargs,
     ):
         check_tokenizer(tokenizer)
@@ -204,9 +227,13 @@ class DoctorLogitsProcessor(LogitsProcessor):
                 check_vocabulary(doctor, tokenizer, saved_tokenizer(source, hub_lookup, from_pretrained_kwargs))
             self.doctors.append(doctor)
         self.references = resolve_references(self.doctors, references, recorded, tokenizer, from_pretrained_kwargs)
-        # A LoRA doctor and its base (the "initial" reference) share one forward: adapter rows, then base rows.
+        compile_config = compile_config_of(compile_doctors)
+        # A LoRA doctor and its base (the "initial" reference) share one forward: adapter rows, then base rows (at
+        # fixed shapes only for plain LoRA layers: otherwise the base runs as a forward of its own).
         self._base_in_batch = [
-            reference == BASE and mixed_batch_adapter(doctor) is not None
+            reference == BASE
+            and mixed_batch_adapter(doctor) is not None
+            and (compile_config is None or row_maskable(doctor))
             for doctor, reference in zip(self.doctors, self.references)
         ]
         betas, self.alpha = recorded_weights(recorded, betas, alpha)
@@ -220,7 +247,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
             pad_token_id = getattr(self.doctors[0].config.get_text_config(), "pad_token_id", None)
         self.pad_token_id = pad_token_id
         self.vocab_size = len(tokenizer) if tokenizer is not None else None  # ids beyond it: LM-head padding
-        self._forward = IncrementalForward(pad_token_id, attention_mask)
+        self._forward = IncrementalForward(pad_token_id, attention_mask, compile_config)
         self.betas: list[float] = [0.0] * len(self.doctors)
         self.set_betas(betas)
 
