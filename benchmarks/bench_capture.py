@@ -39,7 +39,13 @@ from transformers import CompileConfig, Qwen2Config, Qwen2ForCausalLM
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_generate import build_processor, lora_copy, no_processor, time_generate  # noqa: E402
+from bench_generate import (  # noqa: E402
+    build_processor,
+    kv_cache_megabytes,
+    lora_copy,
+    no_processor,
+    time_generate,
+)
 
 from tfpo_hf.guidance.guided_model import GuidedModel  # noqa: E402
 from tfpo_hf.guidance.logits_process import DoctorLogitsProcessor  # noqa: E402
@@ -110,11 +116,7 @@ def step_bytes(model, rows: int, length: int) -> float:
     embedding = model.get_input_embeddings().weight
     if not config.tie_word_embeddings:
         weights -= embedding.numel() * embedding.element_size()
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    kv = (
-        2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * rows * length * embedding.element_size()
-    )
-    return weights + kv
+    return weights + kv_cache_megabytes(model, rows, length) * 1e6
 
 
 def lora_bytes(doctor) -> float:
@@ -142,7 +144,7 @@ def variants(args, patient, small, small_lora, same_lora, fused, compile_config)
         ),
     }  # fmt: skip
     if compile_config is None:
-        doctor_rows_kv = lambda r, n: step_bytes(patient, r, n) - step_bytes(patient, 0, n)  # noqa: E731
+        doctor_rows_kv = lambda r, n: kv_cache_megabytes(patient, r, n) * 1e6  # noqa: E731
         rows[FUSED] = (fused, no_processor, lambda r, n: doctor_rows_kv(r, n) + lora_bytes(same_lora))
     return rows
 

@@ -126,13 +126,12 @@ class StaticDecoder:
     def cache_length(self) -> int:
         return 0 if self.mask is None else self.mask.shape[-1]
 
-    def prefill(self, input_ids: torch.LongTensor, mask: torch.LongTensor, new_tokens: int = 1) -> torch.Tensor:
-        """Start over: a cache with room for `input_ids` and at least `new_tokens` more, filled with `input_ids`.
+    def prefill(self, input_ids: torch.LongTensor, mask: torch.LongTensor) -> torch.Tensor:
+        """Start over: a cache with room for `input_ids` and at least one more token, filled with `input_ids`.
 
         Args:
             input_ids (`torch.LongTensor` of shape `(rows, length)`): the sequences so far.
             mask (`torch.LongTensor` of shape `(rows, length)`): their attention mask (0 on left padding).
-            new_tokens (`int`): tokens the cache must have room for after `input_ids`.
 
         Return:
             `torch.Tensor` of shape `(groups * rows, vocab_size)`: the next-token logits, each output's rows in turn.
@@ -140,7 +139,7 @@ class StaticDecoder:
         groups = self.stream.outputs
         rows, length = input_ids.shape
         device = self.model.device
-        cache_length = CACHE_BUCKET * math.ceil((length + new_tokens) / CACHE_BUCKET)
+        cache_length = CACHE_BUCKET * math.ceil((length + 1) / CACHE_BUCKET)
         full_mask = torch.nn.functional.pad(mask.to(device), (0, cache_length - length), value=1).repeat(groups, 1)
         self.mask, self.positions = full_mask, position_ids_from_mask(full_mask)
         self.slots = torch.arange(cache_length, device=device)
