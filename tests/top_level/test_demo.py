@@ -50,7 +50,8 @@ def test_split_prompts_is_seeded_disjoint_and_sized():
 
 @pytest.mark.slow
 def test_quick_demo_writes_report_files_with_numbers(tmp_path):
-    main(["demo", "--quick", "--choose_guidance_beta", "true", "--output_dir", str(tmp_path)])
+    arguments = ["demo", "--quick", "--choose_guidance_beta", "true", "--frontier_dpo_betas", "0.5"]
+    main([*arguments, "--output_dir", str(tmp_path)])
     for name in ("report.md", "results.json", "reward_vs_diversity.png", "token_rewards.html", "token_rewards.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "doctor" / "value_head.safetensors").exists()
@@ -70,6 +71,11 @@ def test_quick_demo_writes_report_files_with_numbers(tmp_path):
     assert chosen["LLMdoctor, literal flow"] == 1.0 and chosen["GenARM-style"] in (1.0, 2.0)
     assert f"GenARM-style beta={chosen['GenARM-style']:g}" in names and doctor in names
     assert "LLMdoctor, literal flow beta=1" in names
+    dpo = next(method for method in results["methods"] if method["name"] == "DPO (TRL, LoRA)")
+    assert (dpo["family"], dpo["beta"]) == ("DPO (TRL, LoRA)", 0.1)  # TRL's strength, on the frontier's DPO line
+    [stronger] = [method for method in results["metadata"]["frontier"] if method["family"] == "DPO (TRL, LoRA)"]
+    assert (stronger["name"], stronger["beta"]) == ("DPO (TRL, LoRA), DPO beta 0.5", 0.5)
+    assert (tmp_path / "dpo_model_beta0.5" / "config.json").is_file()
     validation = results["metadata"]["validation"]
     assert [row["name"] for row in validation] == ["patient (sampling)", "GenARM-style beta=1", "GenARM-style beta=2"]
     for method in results["methods"]:

@@ -7,9 +7,10 @@ from typing import Any
 
 from ..training.config import DEFAULT_GUIDANCE_BETA
 from ..utils.coder_pair import DOCTOR, PAIR_NAME, PATIENT
-from .prompts import load_prompts
+from .tasks import TASKS, DemoTask
 
 
+DPO_BETA = 0.1  # TRL's DPOConfig default: the strength of the main DPO rows
 DEMO_LEARNING_RATE = 5e-4  # measured with the betas on the validation prompts: docs/results.md
 DOCTOR_LAYERS_HELP = (
     "0: the doctor is a LoRA copy of the patient (default: it starts as a fluent LM); K > 0: the patient's first K "
@@ -29,6 +30,12 @@ class DemoArguments:
     """The options of `tfpo-hf demo` (models, sizes, training, decoding and the judge); `quick` shrinks the sizes."""
 
     output_dir: str = option("tfpo_demo", "Report directory.")
+    task: str = option(
+        "movie_review",
+        "What the prompts ask and the judge scores: `movie_review` (continue a review opening warmly, VADER) or "
+        "`code` (write a small Python function, scored by hidden test cases).",
+        choices=sorted(TASKS),
+    )
     quick: bool = option(False, "A 2-minute version with tiny sizes (used by the tests).")
     pair: str | None = option(
         None,
@@ -54,7 +61,7 @@ class DemoArguments:
     eval_prompts: int = option(64, "Held-out prompts of the reported evaluation.")
     seeds: list[int] = option([0, 1], "Sampling seeds of the evaluation.")
     samples_per_prompt: int = option(4, "Patient samples per training prompt (best vs worst).")
-    max_new_tokens: int = option(32, "Tokens generated per completion.")
+    max_new_tokens: int | None = option(None, "Tokens generated per completion (None: the task's, 32 or 96).")
     doctor_layers: int = option(0, DOCTOR_LAYERS_HELP)
     epochs: float = option(2.0, "Training epochs of every trained method.")
     learning_rate: float = option(
@@ -79,6 +86,11 @@ class DemoArguments:
     frontier_betas: list[float] = option(
         [], "Extra betas at which LLMdoctor and the GenARM-style doctor are evaluated, for the score-diversity plot."
     )
+    frontier_dpo_betas: list[float] = option(
+        [],
+        f"Extra strengths (DPO's beta; the main DPO rows use TRL's {DPO_BETA}) at which DPO is also trained, on the "
+        "patient and in a weak-to-strong run on the doctors' base, and evaluated for the score-diversity plot.",
+    )
     baseline_betas: list[float] = option(
         [1.0, 2.0, 4.0], "Betas swept on the validation prompts; each baseline doctor is evaluated at its best."
     )
@@ -90,28 +102,39 @@ class DemoArguments:
     patient_dtype: str = option(
         "bfloat16", "Patient dtype for sampling and decoding.", choices=["float32", "bfloat16"]
     )
-    judge: str = option("vader", "Built-in judge name.")
+    judge: str | None = option(None, "Built-in judge name (None: the task's, `vader` or `python_tests`).")
     seed: int = option(0, "Random seed (prompt split, pairs, training).")
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"Unknown task {self.task!r}: the tasks are {sorted(TASKS)}.")
+        self.judge = self.judge or self.demo_task.judge
+        self.max_new_tokens = self.max_new_tokens or self.demo_task.max_new_tokens
         if self.pair is not None:
             if self.pair != PAIR_NAME:
                 raise ValueError(f"Unknown pair {self.pair!r}: the named pair is {PAIR_NAME!r}.")
             self.patient, self.doctor_base = PATIENT.hub_id, DOCTOR.hub_id
         if self.quick:
             self.train_prompts, self.validation_prompts, self.eval_prompts = 16, 4, 6
-            self.samples_per_prompt, self.max_new_tokens, self.epochs = 2, 12, 1.0
+            self.samples_per_prompt, self.epochs = 2, 1.0
+            self.max_new_tokens = self.demo_task.quick_max_new_tokens
             self.baseline_betas, self.guidance_betas, self.seeds, self.best_of_n = [1.0, 2.0], [1.0, 2.0], [0], 2
         if not 0 < self.validation_prompts < self.train_prompts:
             raise ValueError(
                 f"validation_prompts ({self.validation_prompts}) must be at least 1 and fewer than train_prompts "
                 f"({self.train_prompts}): the rest of the training prompts make the preference pairs."
             )
-        if self.train_prompts + self.eval_prompts > len(load_prompts()):
+        available = len(self.demo_task.messages())
+        if self.train_prompts + self.eval_prompts > available:
             raise ValueError(
                 f"train_prompts + eval_prompts = {self.train_prompts + self.eval_prompts} is more than the "
-                f"{len(load_prompts())} shipped prompts."
+                f"{available} prompts of the {self.task} task."
             )
+
+    @property
+    def demo_task(self) -> DemoTask:
+        """The task named by `task`."""
+        return TASKS[self.task]
 
     @property
     def weak_to_strong(self) -> bool:

@@ -41,7 +41,7 @@ class DemoContext:
         output_dir = Path(args.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         clock = time.perf_counter()
-        judge = get_judge(args.judge)
+        judge = args.demo_task.make_judge() if args.judge == args.demo_task.judge else get_judge(args.judge)
         dtype = DTYPES[args.patient_dtype]
         doctor_base = None
         if args.pair is not None:

@@ -27,7 +27,7 @@ from ..utils.adapters import has_adapter
 from ..utils.constants import CONFIG_NAME, DOCTOR_CONFIG_NAME
 from ..utils.embedded_patient import DTYPES
 from ..utils.files import staged_folder
-from .prompts import NEGATIVE_FACE, POSITIVE_FACE
+from .arguments import DPO_BETA
 
 
 if TYPE_CHECKING:
@@ -95,8 +95,8 @@ def training_config(args: DemoArguments, output_dir: Path, **overrides) -> TFPOC
         **shared_training_arguments(args, output_dir),
         theta=args.theta,
         lambda_value=args.lambda_value,
-        positive_system_prompt=POSITIVE_FACE,
-        negative_system_prompt=NEGATIVE_FACE,
+        positive_system_prompt=args.demo_task.positive_face,
+        negative_system_prompt=args.demo_task.negative_face,
         guidance_beta=args.guidance_beta,  # replaced by the chosen one with --choose_guidance_beta
         value_head_learning_rate=args.value_head_learning_rate,
     )
@@ -139,10 +139,12 @@ def load_for_decoding(context: DemoContext, path: Path) -> DoctorModel:
     return doctor.eval()
 
 
-def train_dpo(context: DemoContext, pairs: Dataset, model: PreTrainedModel, name: str, folder: str) -> Path:
+def train_dpo(
+    context: DemoContext, pairs: Dataset, model: PreTrainedModel, name: str, folder: str, beta: float = DPO_BETA
+) -> Path:
     """TRL's DPOTrainer with the doctors' LoRA settings on a float32 copy of `model`, with their learning rate and
-    epochs; records its log history and time in `context` under `name`, saves the merged model under
-    `output_dir/folder` (atomically) and returns that folder; a resumed run finds it there."""
+    epochs, at DPO strength `beta`; records its log history and time in `context` under `name`, saves the merged
+    model under `output_dir/folder` (atomically) and returns that folder; a resumed run finds it there."""
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
@@ -151,6 +153,7 @@ def train_dpo(context: DemoContext, pairs: Dataset, model: PreTrainedModel, name
         return path
     config = DPOConfig(
         **shared_training_arguments(context.args, context.output_dir / "runs" / folder),
+        beta=beta,
         bf16=False,
         gradient_checkpointing=False,
         precompute_ref_log_probs=True,  # as the TFPO doctors do: one reference pass, not one per epoch
@@ -177,17 +180,31 @@ def train_dpo(context: DemoContext, pairs: Dataset, model: PreTrainedModel, name
     return path
 
 
-def train_all(context: DemoContext, pairs: Dataset, scored: Dataset) -> tuple[dict[str, Path], dict[str, Path]]:
+def train_all(context: DemoContext, pairs: Dataset, scored: Dataset) -> tuple[dict[str, Path], dict[float, dict]]:
     """Train every doctor family on the scored pairs, then, when baselines are asked for, DPO on the pairs: on the
-    patient, and in a weak-to-strong run on the doctors' base too. Returns the folders of the doctors and of the DPO
-    models by name (loaded only to decode, one at a time: a CPU's memory holds few copies of a large patient)."""
+    patient, and in a weak-to-strong run on the doctors' base too, at TRL's strength and at each of
+    `args.frontier_dpo_betas`. Returns the folders of the doctors by name and of the DPO models by strength, then
+    name (loaded only to decode, one at a time: a CPU's memory holds few copies of a large patient)."""
     doctors = {}
     for family in doctor_families(context.args):
         doctors[family.name] = train_doctor(context, family, scored)
         print(f"[demo] {family.name} ready ({context.timings.get(f'{family.name} training', 0):.0f} s)")
-    dpo_models = {}
-    if context.args.baselines:
-        dpo_models[DPO] = train_dpo(context, pairs, context.patient, DPO, "dpo_model")
+    dpo_models: dict[float, dict] = {}
+    if not context.args.baselines:
+        return doctors, dpo_models
+    for beta in [DPO_BETA, *(b for b in context.args.frontier_dpo_betas if b != DPO_BETA)]:
+        models = [(DPO, "dpo_model", context.patient)]
         if context.doctor_base is not None:
-            dpo_models[WEAK_DPO] = train_dpo(context, pairs, context.doctor_base, WEAK_DPO, "weak_dpo_model")
+            models.append((WEAK_DPO, "weak_dpo_model", context.doctor_base))
+        dpo_models[beta] = {}
+        for name, folder, model in models:
+            name, folder = at_strength(name, folder, beta)
+            dpo_models[beta][name] = train_dpo(context, pairs, model, name, folder, beta)
     return doctors, dpo_models
+
+
+def at_strength(name: str, folder: str, beta: float) -> tuple[str, str]:
+    """The row name and folder of a DPO model trained at strength `beta` (TRL's strength keeps the plain ones)."""
+    if beta == DPO_BETA:
+        return name, folder
+    return f"{name}, DPO beta {beta:g}", f"{folder}_beta{beta:g}"

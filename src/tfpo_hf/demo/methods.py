@@ -15,7 +15,8 @@ from ..doctor.modeling import DoctorModel
 from ..evaluation import Method, MethodResult, best_of_n_generate_fn, evaluate_methods, patient_generate_fn
 from ..guidance.beta_choice import BetaChoice, choose_beta
 from ..guidance.logits_process import DoctorLogitsProcessor
-from .doctors import GENARM, LITERAL, LITERAL_BETA
+from .arguments import DPO_BETA
+from .doctors import DPO, GENARM, LITERAL, LITERAL_BETA, WEAK_DPO
 
 
 if TYPE_CHECKING:
@@ -119,27 +120,47 @@ def choose_decoding_betas(
     return betas, validation_results
 
 
-def frontier_methods(context: DemoContext, doctors: dict[str, DoctorModel], decoding_betas: dict[str, float]) -> list:
-    """The guided families (LLMdoctor, GenARM-style) at each of `args.frontier_betas` other than their decoding beta:
-    the extra points of the score-versus-diversity frontier."""
-    return [
+def frontier_methods(
+    context: DemoContext,
+    doctors: dict[str, DoctorModel],
+    decoding_betas: dict[str, float],
+    dpo_models: dict[float, dict[str, Path]],
+) -> list:
+    """The extra points of the score-versus-diversity frontier: the guided families (LLMdoctor, GenARM-style) at
+    each of `args.frontier_betas` other than their decoding beta, and the DPO models at each other strength."""
+    guided = [
         guided_method(context, f"{name} beta={beta:g}", doctors[name], beta, family=name)
         for name in ("LLMdoctor", GENARM)
         if name in doctors
         for beta in context.args.frontier_betas
         if beta != decoding_betas[name]
     ]
+    return guided + [
+        method for beta in dpo_models if beta != DPO_BETA for method in dpo_methods(context, dpo_models, beta)
+    ]
 
 
-def sampled_method(context: DemoContext, name: str, source: str | os.PathLike) -> Method:
+def sampled_method(
+    context: DemoContext, name: str, source: str | os.PathLike, family: str = "", beta: float | None = None
+) -> Method:
     """Sampling from the model at `source` alone, in the patient's decoding settings and dtype; the model is loaded
-    for each call and released after it (a CPU's memory holds few copies of a large patient)."""
+    for each call and released after it (a CPU's memory holds few copies of a large patient). `family` and `beta`
+    place a DPO model on the frontier (its DPO strength as the knob)."""
 
     def generate(prompts, seed):
         model = AutoModelForCausalLM.from_pretrained(str(source), dtype=context.patient.dtype).eval()
         return patient_generate_fn(model, context.tokenizer, batch_size=8, **context.sampling)(prompts, seed)
 
-    return Method(name, generate)
+    return Method(name, generate, family=family, beta=beta)
+
+
+def dpo_methods(context: DemoContext, dpo_models: dict[float, dict[str, Path]], beta: float) -> list[Method]:
+    """The DPO models trained at strength `beta` (`train_all`), each in the family of its model (the patient, the
+    doctors' base) with `beta` as its knob."""
+    return [
+        sampled_method(context, name, folder, family=family, beta=beta)
+        for (name, folder), family in zip(dpo_models.get(beta, {}).items(), (DPO, WEAK_DPO))
+    ]
 
 
 def evaluated_methods(
@@ -147,7 +168,7 @@ def evaluated_methods(
     unguided: Method,
     doctors: dict[str, DoctorModel],
     decoding_betas: dict[str, float],
-    dpo_models: dict[str, Path],
+    dpo_models: dict[float, dict[str, Path]],
     doctor_base: str | os.PathLike | None = None,
 ) -> list[Method]:
     """The held-out evaluation's methods, in report order: the unguided patient, each doctor family at its decoding
@@ -160,7 +181,7 @@ def evaluated_methods(
     ]
     if doctor_base is not None:
         methods.append(sampled_method(context, DOCTOR_BASE_ALONE, doctor_base))
-    methods += [sampled_method(context, name, model) for name, model in dpo_models.items()]
+    methods += dpo_methods(context, dpo_models, DPO_BETA)
     if args.best_of_n:
         best_of_n = best_of_n_generate_fn(unguided.generate, context.judge, args.best_of_n)
         methods.append(Method(f"best-of-{args.best_of_n} (judge)", best_of_n))

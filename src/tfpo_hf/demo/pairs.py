@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from datasets import Dataset
 
 from ..evaluation import patient_generate_fn
+from ..evaluation.judges import judge_scores
 from ..rewards.config import TokenRewardConfig
 from ..rewards.scorer import TokenRewardScorer, reward_statistics
 from ..rewards.visualize import plot_token_rewards_png, render_token_rewards_html
-from .prompts import NEGATIVE_FACE, POSITIVE_FACE
 
 
 if TYPE_CHECKING:
@@ -34,9 +34,10 @@ def build_preference_pairs(context: DemoContext, prompts: list[list[dict]]) -> t
         max_new_tokens=args.max_new_tokens,
     )
     samples = [sample(prompts, args.seed + k) for k in range(args.samples_per_prompt)]
+    scores = [judge_scores(judge, texts, prompts) for texts in samples]
     rows, prompts_without_a_pair = [], 0
     for i, prompt in enumerate(prompts):
-        scored = sorted(((judge(s[i]), s[i]) for s in samples), key=lambda pair: pair[0])
+        scored = sorted(((score[i], texts[i]) for score, texts in zip(scores, samples)), key=lambda pair: pair[0])
         (worst_score, worst), (best_score, best) = scored[0], scored[-1]
         if best_score == worst_score or not best.strip():
             prompts_without_a_pair += 1
@@ -49,6 +50,12 @@ def build_preference_pairs(context: DemoContext, prompts: list[list[dict]]) -> t
                 "chosen_score": best_score,
                 "rejected_score": worst_score,
             }
+        )
+    if not rows:
+        raise ValueError(
+            f"No preference pairs: for each of the {len(prompts)} pair prompts the judge gave all "
+            f"{args.samples_per_prompt} samples the same score (or the best was empty). Sample more per prompt "
+            "(--samples_per_prompt), allow longer completions (--max_new_tokens) or use more prompts."
         )
     return Dataset.from_list(rows), pair_statistics(rows, prompts_without_a_pair)
 
@@ -67,8 +74,8 @@ def score_pairs(context: DemoContext, pairs: Dataset) -> tuple[Dataset, dict]:
     """Stage 1 on the pairs (the patient's two faces, `args.theta`), plus a heatmap of the token rewards of the first
     pairs; returns the scored pairs and their reward statistics."""
     reward_config = TokenRewardConfig(
-        positive_system_prompt=POSITIVE_FACE,
-        negative_system_prompt=NEGATIVE_FACE,
+        positive_system_prompt=context.args.demo_task.positive_face,
+        negative_system_prompt=context.args.demo_task.negative_face,
         theta=context.args.theta,
         batch_size=16,
         max_length=256,

@@ -82,7 +82,7 @@ def run_demo(args: DemoArguments) -> Path:
         results = evaluate_methods(
             methods, eval_prompts, context.judge, unguided.name, args.seeds, progress.generations_dir / "evaluation"
         )
-    frontier = frontier_methods(context, doctors, decoding_betas)
+    frontier = frontier_methods(context, doctors, decoding_betas, dpo_models)
     with context.timed("frontier"):
         frontier_results = (
             evaluate_methods(

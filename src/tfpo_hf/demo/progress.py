@@ -18,7 +18,7 @@ from ..utils.files import staged_folder, write_json_atomically
 
 SETTINGS_FILE = "settings.json"
 # Where and whether to resume, and the frontier's extra betas (they add methods, they change none already run).
-IGNORED_SETTINGS = ("output_dir", "resume", "frontier_betas")
+IGNORED_SETTINGS = ("output_dir", "resume", "frontier_betas", "frontier_dpo_betas")
 
 
 class RunProgress:

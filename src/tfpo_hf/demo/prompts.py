@@ -1,5 +1,5 @@
-"""The demo's texts: the shipped movie-review openings, the chat prompt made of one, the patient's two faces (the
-system prompts of stage 1) and the seeded split of the openings into pair, validation and evaluation prompts."""
+"""The demo's prompts: the shipped movie-review openings, the chat prompt made of one, and the seeded split of a
+task's prompts into pair, validation and evaluation prompts."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import random
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from .tasks import TASKS
+
 
 if TYPE_CHECKING:
     from .arguments import DemoArguments
 
 
-POSITIVE_FACE = "You are a warm, enthusiastic film critic. Your writing is positive, kind and full of praise."
-NEGATIVE_FACE = "You are a harsh, gloomy film critic. Your writing is negative, dismissive and full of complaints."
 PROMPT_TEMPLATE = 'Continue this movie review in one or two sentences: "{opening}"'
 
 
@@ -26,13 +26,19 @@ def load_prompts() -> list[dict]:
 
 def chat(opening: str) -> list[dict[str, str]]:
     """The one-message conversation asking the patient to continue `opening`."""
-    return [{"role": "user", "content": PROMPT_TEMPLATE.format(opening=opening)}]
+    return user_turn(PROMPT_TEMPLATE.format(opening=opening))
 
 
 def split_prompts(args: DemoArguments) -> tuple[list, list, list]:
-    """(pair prompts, validation prompts, evaluation prompts): disjoint, from one seeded shuffle of the openings."""
-    openings = load_prompts()
-    random.Random(args.seed).shuffle(openings)
-    train = [chat(o["opening"]) for o in openings[: args.train_prompts]]
-    evaluation = [chat(o["opening"]) for o in openings[len(openings) - args.eval_prompts :]]
+    """(pair prompts, validation prompts, evaluation prompts) of `args.task`, as one-message chats: disjoint, from one
+    seeded shuffle of the task's messages."""
+    messages = TASKS[args.task].messages()
+    random.Random(args.seed).shuffle(messages)
+    train = [user_turn(m) for m in messages[: args.train_prompts]]
+    evaluation = [user_turn(m) for m in messages[len(messages) - args.eval_prompts :]]
     return train[: -args.validation_prompts], train[-args.validation_prompts :], evaluation
+
+
+def user_turn(message: str) -> list[dict[str, str]]:
+    """The one-message conversation of `message`."""
+    return [{"role": "user", "content": message}]

@@ -197,7 +197,7 @@ def intro_lines(args: DemoArguments, outcome: DemoOutcome) -> list[str]:
     return [
         models_line(args),
         "",
-        f"Task: continue a movie-review opening warmly; judge: {args.judge} (higher is more positive). "
+        f"Task: {args.demo_task.summary}; judge: {args.judge} ({args.demo_task.score_meaning}). "
         f"{len(outcome.eval_prompts)} held-out prompts x {len(args.seeds)} sampling seeds {args.seeds}, the same "
         "prompts and seeds for every method. Win rates are paired (same prompt, same seed), ties counting one half; "
         "intervals are 95% bootstrap intervals over prompts.",

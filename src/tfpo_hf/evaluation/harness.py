@@ -15,7 +15,7 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from ..utils.files import write_json_atomically
-from .judges import Judge, get_judge
+from .judges import Judge, get_judge, judge_scores
 from .metrics import bootstrap_interval, distinct_n, paired_outcomes, self_bleu, win_rate
 
 
@@ -118,7 +118,8 @@ def best_of_n_generate_fn(sample_fn: Callable[[list[Prompt], int], list[str]], j
 
     def generate(prompts: list[Prompt], seed: int) -> list[str]:
         candidates = [sample_fn(prompts, seed + k) for k in range(n)]
-        return [max((c[i] for c in candidates), key=judge) for i in range(len(prompts))]
+        scores = [judge_scores(judge, texts, prompts) for texts in candidates]
+        return [candidates[max(range(n), key=lambda k: scores[k][i])][i] for i in range(len(prompts))]
 
     return generate
 
@@ -160,7 +161,8 @@ def evaluate_methods(
     for method in methods:
         texts_by_seed, seconds = generations(method, prompts, seeds, cache_dir)
         texts = [text for seed_texts in texts_by_seed for text in seed_texts]
-        runs[method.name] = (method, texts_by_seed, texts, [judge(text) for text in texts], seconds)
+        scores = judge_scores(judge, texts, [prompt for _ in seeds for prompt in prompts])
+        runs[method.name] = (method, texts_by_seed, texts, scores, seconds)
     if baseline not in runs:
         raise ValueError(f"The baseline method {baseline!r} is not among {list(runs)}.")
     baseline_scores = runs[baseline][3]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..doctor.config import DoctorConfig
 from ..doctor.saving import save_config_atomically
 from ..evaluation.harness import Prompt, patient_generate_fn
-from ..evaluation.judges import Judge, get_judge
+from ..evaluation.judges import Judge, get_judge, judge_scores, takes_prompt
 from ..evaluation.metrics import distinct_n
 from .loading import BASE, PATIENT, finite_weight
 from .logits_process import DoctorLogitsProcessor
@@ -116,9 +116,11 @@ class BetaChoice:
         judge: str | Judge | None = None,
         min_distinct_ratio: float = DEFAULT_MIN_DISTINCT_RATIO,
         settings: dict[str, Any] | None = None,
+        prompts: Sequence[Prompt] | None = None,
     ) -> BetaChoice:
         """Apply the rule of [`choose_beta`] to generations already made: `unguided_texts` from the patient alone and
-        `guided_texts[beta]` from the patient guided at each candidate beta, on the same prompts (same order).
+        `guided_texts[beta]` from the patient guided at each candidate beta, on the same prompts (same order). A judge
+        that scores a text against its prompt (one with a `prompt` parameter) needs those `prompts`.
 
         Raises:
             ValueError: naming the argument, for an empty `unguided_texts` or `guided_texts`, candidate betas that are
@@ -139,7 +141,7 @@ class BetaChoice:
                     f"`guided_texts[{beta:g}]` holds {len(texts)} texts for {len(unguided_texts)} unguided ones: "
                     "give one text per prompt, the same prompts for every beta."
                 )
-        score = _mean_score_fn(get_judge(judge)) if judge is not None else lambda texts: None
+        score = _mean_score_fn(get_judge(judge), prompts) if judge is not None else lambda texts: None
         unguided_distinct_2 = distinct_n(unguided_texts, 2)
         rows = []
         for beta in sorted(guided):
@@ -279,8 +281,8 @@ def choose_beta(
         betas (`list[float]`, *optional*, defaults to `(0.5, 1.0, 2.0, 4.0, 8.0)`):
             The candidates: finite, non-negative (duplicates are measured once).
         judge (`str` or `Callable[[str], float]`, *optional*):
-            A judge (a built-in name such as `"vader"`, or any callable text -> score): chooses among the admissible
-            betas by mean score. Without one, the largest admissible beta is chosen.
+            A judge (a built-in name such as `"vader"`, any callable text -> score, or one with a `prompt` parameter
+            that scores a text against its prompt): chooses among the admissible betas by mean score. Without one, the largest admissible beta is chosen.
         min_distinct_ratio (`float`, *optional*, defaults to 0.9):
             The admissibility threshold, as a fraction of the unguided patient's distinct-2, in (0, 1].
         seed (`int`, *optional*, defaults to 0):
@@ -349,7 +351,7 @@ def choose_beta(
         "alpha": processor.alpha,
         "reference": _reference_name(processor.references[0]),
     }
-    return BetaChoice.from_texts(unguided, guided, judge, min_distinct_ratio, settings)
+    return BetaChoice.from_texts(unguided, guided, judge, min_distinct_ratio, settings, prompts)
 
 
 # ---------------------------------------------------------------------- checks and helpers
@@ -375,9 +377,15 @@ def check_min_distinct_ratio(ratio: float) -> float:
     return ratio
 
 
-def _mean_score_fn(judge: Judge) -> Callable[[list[str]], float]:
+def _mean_score_fn(judge: Judge, prompts: Sequence[Prompt] | None) -> Callable[[list[str]], float]:
+    if prompts is None and takes_prompt(judge):
+        raise ValueError(
+            "The judge scores a text against its prompt (it has a `prompt` parameter): give the `prompts` the texts "
+            "answer."
+        )
+
     def mean_score(texts: list[str]) -> float:
-        scores = [float(judge(text)) for text in texts]
+        scores = judge_scores(judge, texts, prompts) if prompts is not None else [float(judge(t)) for t in texts]
         bad = [score for score in scores if not math.isfinite(score)]
         if bad:
             raise ValueError(f"The `judge` gave a score that is not finite ({bad[0]!r}): it must return real numbers.")
