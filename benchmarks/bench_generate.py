@@ -28,7 +28,6 @@ multiple of plain `generate()`, the fraction of greedy tokens that differ, and t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import functools
 import statistics
@@ -37,15 +36,14 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import DynamicCache, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.helpers
 from tests.helpers.reference_guidance import ReferenceGuidanceProcessor  # noqa: E402
 from tfpo_hf.doctor.modeling import truncated_causal_lm  # noqa: E402
-from tfpo_hf.guidance.cached_forward import Stream  # noqa: E402
+from tfpo_hf.guidance.cached_forward import Stream, new_cache, rows_of  # noqa: E402
 from tfpo_hf.guidance.logits_process import DoctorLogitsProcessor  # noqa: E402
-from tfpo_hf.utils.adapters import BASE_ROWS, mixed_batch_adapter, rows_by_adapter  # noqa: E402
 
 
 PROMPTS = [
@@ -170,12 +168,12 @@ def time_generate(
 def decode_step_time(model, inputs, device, repeats: int = 20, with_base: bool = False) -> float:
     """Minimum time of one incremental forward (one new token per row) over the prompt batch's KV cache. With
     `with_base`, a LoRA model's step as the processor runs it with its base as reference: the batch twice, adapter
-    rows then base rows, in one forward."""
-    if with_base:
-        inputs = {name: tensor.repeat(2, 1) for name, tensor in inputs.items()}
-    rows = rows_by_adapter(model, [mixed_batch_adapter(model), BASE_ROWS]) if with_base else contextlib.nullcontext()
-    cache = DynamicCache(config=model.config)
-    cache_kwarg = {Stream(model).cache_kwarg(): cache}  # the name the (wrapped) model takes: renamed during 5.x
+    rows then base rows, in one forward (`rows_of`)."""
+    stream = Stream(model, with_base=with_base)
+    cache = new_cache(stream)
+    rows = rows_of(stream, cache, len(inputs["input_ids"]))
+    inputs = {name: tensor.repeat(stream.outputs, 1) for name, tensor in inputs.items()}
+    cache_kwarg = {stream.cache_kwarg(): cache}  # the name the (wrapped) model takes: renamed during 5.x
     mask = inputs["attention_mask"]
     with rows:
         model(**inputs, **cache_kwarg, use_cache=True, logits_to_keep=1)
@@ -234,20 +232,28 @@ def fused_table(args, patient, tokenizer, lora_doctor, device) -> None:
     from tfpo_hf.guidance.guided_model import GuidedModel
 
     guided = GuidedModel(copy.deepcopy(patient), lora_doctor, betas=args.beta)
+    routed = GuidedModel(copy.deepcopy(patient), lora_doctor, betas=args.beta)
+    routed._row_maskable = False  # the path of adapters a row mask cannot take: PEFT's per-row adapter names
     print(
-        f"\nfused path (GuidedModel: patient + LoRA doctor in one forward) vs the processor, same doctor, "
-        f"ratio guidance against the patient, beta {args.beta}, {args.max_new_tokens} new tokens"
+        f"\nfused path (GuidedModel: patient + LoRA doctor in one forward; rows through row masks, and through PEFT's "
+        f"per-row adapter names as 'routed') vs the processor, same doctor, ratio guidance against the patient, "
+        f"beta {args.beta}, {args.max_new_tokens} new tokens"
     )
     header = (
         f"{'batch':>5s} {'plain s':>8s} {'processor s':>12s} {'fused s':>8s} {'processor x':>12s} "
-        f"{'fused x':>8s} {'tokens differing':>17s} {'KV cache MB plain / fused':>26s}"
+        f"{'fused x':>8s} {'routed x':>9s} {'tokens differing':>17s} {'KV cache MB plain / fused':>26s}"
     )
     print(header)
     print("-" * len(header))
     for batch_size in args.fused_batch_sizes:
         inputs = encode_prompts(tokenizer, batch_size, device)
         processor = functools.partial(DoctorLogitsProcessor, lora_doctor, betas=args.beta, references="patient")
-        runs = {"plain": (patient, no_processor), "processor": (patient, processor), "fused": (guided, no_processor)}
+        runs = {
+            "plain": (patient, no_processor),
+            "processor": (patient, processor),
+            "fused": (guided, no_processor),
+            "routed": (routed, no_processor),
+        }
         times, tokens = {name: [] for name in runs}, {name: [] for name in runs}
         for model, make_processor in runs.values():  # warm-up
             time_generate(model, inputs, build_processor(make_processor, inputs), 2, device)
@@ -261,7 +267,8 @@ def fused_table(args, patient, tokenizer, lora_doctor, device) -> None:
         cache = kv_cache_megabytes(patient, batch_size, length)
         print(
             f"{batch_size:5d} {plain:8.3f} {min(times['processor']):12.3f} {min(times['fused']):8.3f} "
-            f"{min(times['processor']) / plain:12.2f} {min(times['fused']) / plain:8.2f} {differing:17.1%} "
+            f"{min(times['processor']) / plain:12.2f} {min(times['fused']) / plain:8.2f} "
+            f"{min(times['routed']) / plain:9.2f} {differing:17.1%} "
             f"{cache:12.1f} / {2 * cache:.1f}"
         )
 

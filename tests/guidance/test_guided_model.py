@@ -66,6 +66,24 @@ def test_greedy_equals_the_processor(fresh_patient, doctors, tokenizer, give_mas
     assert not torch.equal(fast[0], generate(fresh_patient, inputs))  # the doctors do steer
 
 
+@pytest.mark.parametrize(
+    "lora_kwargs, row_maskable",
+    [({}, True), ({"modules_to_save": ["lm_head"]}, False)],
+    ids=["row-masks", "peft-routing"],
+)
+def test_both_row_paths_equal_the_processor(fresh_patient, saved_patient, tokenizer, lora_kwargs, row_maskable):
+    """Plain LoRA doctors share the forward through row masks; a doctor with `modules_to_save` (which a mask cannot
+    stand in for) through PEFT's per-row adapter names. Both give the processor's tokens."""
+    doctors = [tiny_lora_doctor(saved_patient, seed, **lora_kwargs) for seed in (1, 2)]
+    inputs = encode(tokenizer, PROMPTS)
+    expected = processed_generate(fresh_patient, inputs, processor_path(fresh_patient, doctors, [1.5, 0.7], inputs))
+    guided = GuidedModel(fresh_patient, doctors, betas=[1.5, 0.7])
+    assert guided._row_maskable is row_maskable
+    fast = fused_generate(guided, inputs)
+    assert torch.equal(fast[0], expected[0])
+    assert torch.allclose(fast[1], expected[1], atol=ATOL)
+
+
 def test_sampling_with_returned_sequences_equals_the_processor(fresh_patient, doctors, tokenizer):
     inputs = encode(tokenizer, PROMPTS)
     expected = processed_generate(

@@ -15,9 +15,15 @@ from transformers import CompileConfig, GPT2Config, GPT2LMHeadModel
 
 from tfpo_hf.guidance import static_decoding
 from tfpo_hf.guidance.logits_process import DoctorLogitsProcessor
-from tfpo_hf.guidance.static_decoding import RowMask, adapter_rows_masked, row_maskable
 from tfpo_hf.testing import tiny_causal_lm, tiny_lora_doctor
-from tfpo_hf.utils.adapters import BASE_ROWS, mixed_batch_adapter, rows_by_adapter
+from tfpo_hf.utils.adapters import (
+    BASE_ROWS,
+    RowMask,
+    adapter_rows_masked,
+    mixed_batch_adapter,
+    row_maskable,
+    rows_by_adapter,
+)
 
 from ..helpers.generation import PROMPTS, assert_same_generation, encode, generate
 

@@ -16,9 +16,18 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import DynamicCache
 
-from ..utils.adapters import BASE_ROWS, adapter_disabled, mixed_batch_adapter, rows_by_adapter
+from ..utils.adapters import (
+    BASE_ROWS,
+    RowMask,
+    adapter_disabled,
+    adapter_rows_masked,
+    make_row_masks,
+    mixed_batch_adapter,
+    row_maskable,
+    rows_by_adapter,
+)
 from ..utils.logps import position_ids_from_mask
-from .static_decoding import StaticDecoder, row_maskable
+from .static_decoding import StaticDecoder
 
 
 if TYPE_CHECKING:
@@ -31,6 +40,10 @@ class GroupedCache(DynamicCache):
     are applied to every copy."""
 
     groups: int = 1
+    # A LoRA stream with its base's rows: whether they share the forward through `RowMask`s (else PEFT's per-row
+    # adapter names), decided at the first forward, and the masks of its layers for the last forward's row count.
+    row_maskable: bool | None = None
+    row_masks: dict[str, RowMask] | None = None
 
     def _expanded(self, indices: torch.LongTensor) -> torch.LongTensor:
         rows = next((layer.keys.shape[0] for layer in self.layers if getattr(layer, "is_initialized", False)), None)
@@ -190,7 +203,7 @@ class IncrementalForward:
                 inputs = {
                     name: tensor.to(stream.model.device).repeat(stream.outputs, 1) for name, tensor in inputs.items()
                 }
-                with rows_of(stream):
+                with rows_of(stream, cache, len(input_ids)):
                     outputs = stream.model(**inputs, **{stream.cache_kwarg(): cache}, use_cache=True, logits_to_keep=1)
                 logits += outputs.logits[:, -1].to(device).chunk(stream.outputs)
         if self._owner != thread:  # another thread took over during this call: this generation's state is gone
@@ -296,11 +309,21 @@ def new_cache(stream: Stream) -> GroupedCache:
     return cache
 
 
-def rows_of(stream: Stream):
-    """The context that makes `stream.model` compute what the stream asks of it."""
-    if stream.with_base:
-        return rows_by_adapter(stream.model, [mixed_batch_adapter(stream.model), BASE_ROWS])
-    return adapter_disabled(stream.model) if stream.base_only else nullcontext()
+def rows_of(stream: Stream, cache: GroupedCache, rows: int):
+    """The context that makes `stream.model` compute what the stream asks of it, on `rows` rows per output. A LoRA
+    model's rows and its base's share one forward through `RowMask`s (the adapter's delta zeroed on the base's rows,
+    no per-row routing) when its adapter allows (`row_maskable`), through PEFT's per-row adapter names otherwise."""
+    if not stream.with_base:
+        return adapter_disabled(stream.model) if stream.base_only else nullcontext()
+    adapter = mixed_batch_adapter(stream.model)
+    if cache.row_maskable is None:
+        cache.row_maskable = row_maskable(stream.model)
+    if not cache.row_maskable:
+        return rows_by_adapter(stream.model, [adapter, BASE_ROWS])
+    masked_rows = len(next(iter(cache.row_masks.values())).row_weights) // 2 if cache.row_masks else None
+    if masked_rows != rows:  # a new generation, or requests that joined or left (serving)
+        cache.row_masks = make_row_masks(stream.model, adapter, rows, stream.model.device)
+    return adapter_rows_masked(stream.model, adapter, cache.row_masks)
 
 
 CONCURRENT_GENERATIONS = (

@@ -1,9 +1,11 @@
 """Guidance for the price of one pass: a patient and LoRA doctors of it in one forward over shared weights.
 
 `GuidedModel` loads each doctor's LoRA adapter into the patient's own modules (PEFT) and, inside its `generate` and
-`__call__`, runs every batch as `1 + K` row groups: the patient's rows (adapters off, PEFT's `"__base__"`) and one
-group per active doctor (its adapter on), through one forward. The base weights are read once per step for all
-groups, the low-rank deltas only touch their own rows, and the output's logits are the mixed scores
+`__call__`, runs every batch as `1 + K` row groups: the patient's rows (adapters off) and one group per active
+doctor (its adapter on), through one forward. The base weights are read once per step for all groups and the
+low-rank deltas only reach their own rows: each adapter's dropout is replaced by a `RowMask` that zeroes its input on
+the other groups' rows (`GroupRowMasks`), or, for adapters a mask cannot stand in for (`modules_to_save`, DoRA),
+PEFT's per-row adapter names route the rows. The output's logits are the mixed scores
 
     alpha * log p_patient + sum_i beta_i * (log p_doctor_i - log p_patient)
 
@@ -24,7 +26,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ..doctor.config import DoctorConfig
-from ..utils.adapters import BASE_ROWS, rows_by_adapter
+from ..utils.adapters import BASE_ROWS, RowMask, adapter_rows_masked, row_maskable, rows_by_adapter
 from ..utils.constants import ADAPTER_CONFIG_NAME
 from ..utils.hub import find_file, hub_kwargs_of, resolve_local_path, safe_loading_kwargs
 from .cached_forward import GroupedCache, Stream
@@ -144,6 +146,7 @@ class GuidedModel:
         ]
         self.peft_model.base_model.disable_adapter_layers()
         self._adapter_modules = adapter_modules(self.patient)
+        self._row_maskable = row_maskable(self.patient, self.adapter_names)
         self._unwrap()  # outside our calls the patient holds its own modules again: plain decoding is untouched
         for parameter, flag in requires_grad.items():  # PEFT froze them (which changes some kernels' rounding)
             parameter.requires_grad_(flag)
@@ -217,9 +220,14 @@ class GuidedModel:
                 raise RuntimeError(CONCURRENT_CALLS)
             self._owner = owner = threading.get_ident()
 
+        row_masks = GroupRowMasks([self.adapter_names[i] for i in active]) if self._row_maskable else None
+
         def expand_batch(module, args, kwargs):
             if threading.get_ident() != owner:  # the patient called from another thread while it is guided
                 raise RuntimeError(CONCURRENT_CALLS)
+            if row_masks is not None:
+                batch = next(kwargs[name] for name in ("input_ids", "inputs_embeds") if kwargs.get(name) is not None)
+                row_masks.size(len(batch), batch.device)
             for name in BATCH_INPUTS:
                 if isinstance(kwargs.get(name), torch.Tensor):
                     kwargs[name] = torch.cat([kwargs[name]] * groups, dim=0)
@@ -236,8 +244,9 @@ class GuidedModel:
                 self.patient.register_forward_pre_hook(expand_batch, with_kwargs=True),
                 self.patient.register_forward_hook(mix_logits, with_kwargs=True),
             ]
+            rows = row_masks.applied(self.patient) if row_masks else rows_by_adapter(self.patient, row_adapters)
             try:
-                with rows_by_adapter(self.patient, row_adapters):
+                with rows:
                     yield groups
             finally:
                 for handle in handles:
@@ -274,6 +283,47 @@ class GuidedModel:
     @property
     def device(self) -> torch.device:
         return self.patient.device
+
+
+class GroupRowMasks:
+    """The row groups of a fused forward through `RowMask`s: the patient's rows first, then one group per doctor in
+    `adapters`; each doctor's LoRA delta is multiplied by 1 on its own rows and 0 on every other row (PEFT's per-row
+    adapter names without the routing: every adapter's low-rank product runs on the whole batch, cheap next to the
+    routing's indexing at decoding sizes)."""
+
+    def __init__(self, adapters: list[str]):
+        self.adapters = adapters
+        self.masks = {adapter: RowMask(torch.zeros(0, 1, 1)) for adapter in adapters}
+        self._rows: tuple[int, torch.device] | None = None
+
+    def size(self, rows: int, device: torch.device) -> None:
+        """Fit the masks to a forward of `rows` rows per group."""
+        if self._rows == (rows, device):
+            return
+        groups = 1 + len(self.adapters)
+        for group, mask in enumerate(self.masks.values(), start=1):
+            weights = torch.zeros(groups, rows, device=device)
+            weights[group] = 1
+            mask.row_weights = weights.reshape(-1, 1, 1)
+        self._rows = (rows, device)
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+        """Inside the block, every LoRA layer of `model` computes each of `adapters` (all active at once) through its
+        mask in place of its dropout; afterwards the layers are as before."""
+        lora_layers = {name: layer for name, layer in model.named_modules() if hasattr(layer, "lora_dropout")}
+        previous = {name: list(layer.active_adapters) for name, layer in lora_layers.items()}
+        for layer in lora_layers.values():
+            layer.set_adapter(self.adapters)
+        try:
+            with contextlib.ExitStack() as stack:
+                for adapter, mask in self.masks.items():
+                    layer_masks = {name: mask for name, layer in lora_layers.items() if adapter in layer.lora_dropout}
+                    stack.enter_context(adapter_rows_masked(model, adapter, layer_masks))
+                yield
+        finally:
+            for name, adapters in previous.items():
+                lora_layers[name].set_adapter(adapters)
 
 
 def adapter_modules(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.nn.Module, torch.nn.Module]]:

@@ -10,7 +10,7 @@ import torch
 from transformers import CompileConfig, LogitsProcessor
 
 from ..doctor.config import DoctorConfig
-from ..utils.adapters import mixed_batch_adapter
+from ..utils.adapters import mixed_batch_adapter, row_maskable
 from ..utils.hub import check_name_or_path, hub_kwargs_of, resolve_local_path
 from .cached_forward import IncrementalForward, Stream
 from .loading import (
@@ -26,7 +26,6 @@ from .loading import (
     saved_tokenizer,
 )
 from .mixing import DoctorTerm, checked_log_softmax, guided_scores
-from .static_decoding import row_maskable
 
 
 if TYPE_CHECKING:

@@ -24,78 +24,22 @@ from __future__ import annotations
 
 import inspect
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 from transformers import StaticCache
 
-from ..utils.adapters import adapter_disabled, mixed_batch_adapter
+from ..utils.adapters import RowMask, adapter_disabled, adapter_rows_masked, make_row_masks, mixed_batch_adapter
 from ..utils.logps import position_ids_from_mask
 
 
 if TYPE_CHECKING:
-    from transformers import CompileConfig, PreTrainedModel
+    from transformers import CompileConfig
 
     from .cached_forward import Stream
 
 CACHE_BUCKET = 256  # cache slots are allocated in multiples of this many tokens
-
-
-class RowMask(nn.Module):
-    """Stands in for a LoRA adapter's dropout (identity at inference): multiplies each row of its input by 1 (the
-    adapter's rows) or 0 (the base's rows), so the adapter's delta vanishes on the base's rows.
-
-    Args:
-        row_weights (`torch.Tensor` of shape `(rows, 1, 1)`): 1 for the adapter's rows, 0 for the base's.
-    """
-
-    def __init__(self, row_weights: torch.Tensor):
-        super().__init__()
-        self.register_buffer("row_weights", row_weights, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.row_weights.to(x.dtype)
-
-
-def row_maskable(model: PreTrainedModel) -> bool:
-    """Whether a LoRA doctor's rows and its base's rows can share one static forward through `RowMask`: an adapter
-    that mixes in a batch (`mixed_batch_adapter`) whose every tuner layer is a plain LoRA `Linear` (no
-    `modules_to_save`, no embedding adapter, no variant such as DoRA) with dropout off or in eval mode."""
-    from peft.tuners.lora import Linear as LoraLinear
-    from peft.tuners.tuners_utils import BaseTunerLayer
-    from peft.utils import ModulesToSaveWrapper
-
-    adapter = mixed_batch_adapter(model)
-    if adapter is None:
-        return False
-    for module in model.modules():
-        if isinstance(module, ModulesToSaveWrapper):
-            return False
-        if isinstance(module, BaseTunerLayer):
-            if type(module) is not LoraLinear or adapter in module.lora_variant or adapter not in module.lora_A:
-                return False
-            dropout = module.lora_dropout[adapter]
-            if not isinstance(dropout, nn.Identity) and dropout.training:
-                return False
-    return True
-
-
-@contextmanager
-def adapter_rows_masked(model: nn.Module, adapter: str, row_masks: dict[str, RowMask]):
-    """Inside the block, each LoRA layer of `adapter` in `model` applies its delta only to the rows that `row_masks`
-    (one `RowMask` per layer name, made once per generation so a compiled graph sees the same modules) keeps."""
-    swapped = []
-    for name, module in model.named_modules():
-        if name in row_masks:
-            swapped.append((module.lora_dropout, module.lora_dropout[adapter]))
-            module.lora_dropout[adapter] = row_masks[name]
-    try:
-        yield
-    finally:
-        for dropouts, dropout in swapped:
-            dropouts[adapter] = dropout
 
 
 class StaticDecoder:
@@ -146,12 +90,7 @@ class StaticDecoder:
         self.cache = StaticCache(config=self.model.config, max_cache_len=cache_length)
         self.length = 0
         if self.stream.with_base:
-            row_weights = torch.cat([torch.ones(rows), torch.zeros(rows)]).to(device).reshape(-1, 1, 1)
-            self.row_masks = {
-                name: RowMask(row_weights)
-                for name, module in self.model.named_modules()
-                if hasattr(module, "lora_dropout") and self.adapter in module.lora_dropout
-            }
+            self.row_masks = make_row_masks(self.model, self.adapter, rows, device)
         return self._forward(self.model.__call__, input_ids.to(device).repeat(groups, 1))
 
     def step(self, new_tokens: torch.LongTensor) -> torch.Tensor:

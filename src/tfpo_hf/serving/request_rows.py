@@ -162,7 +162,7 @@ class RequestRows:
         stream = self.stream
         inputs = {"input_ids": tokens, "attention_mask": mask, "position_ids": position_ids}
         inputs = {name: tensor.to(stream.model.device).repeat(stream.outputs, 1) for name, tensor in inputs.items()}
-        with rows_of(stream):
+        with rows_of(stream, cache, len(tokens)):
             outputs = stream.model(**inputs, **{stream.cache_kwarg(): cache}, use_cache=True, logits_to_keep=1)
         return [logits.float() for logits in outputs.logits[:, -1].chunk(stream.outputs)]
 

@@ -1,6 +1,6 @@
 """PEFT adapters seen one way, whether a model is a `peft.PeftModel` or a transformers model that loaded an adapter
 itself (`AutoModelForCausalLM.from_pretrained` on an adapter folder, `load_adapter`): is there one, what is its base,
-switch it off, run adapter and base rows in one batch, save it."""
+switch it off, run adapter and base rows in one batch (PEFT's per-row adapter names, or row masks), save it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import torch
 from torch import nn
 
 
@@ -111,6 +112,78 @@ def rows_by_adapter(model: nn.Module, row_adapters: Sequence[str]) -> Iterator[N
     finally:
         for handle in handles:
             handle.remove()
+
+
+class RowMask(nn.Module):
+    """Stands in for a LoRA adapter's dropout (identity at inference): multiplies each row of its input by 1 (the
+    adapter's rows) or 0 (other rows), so the adapter's delta `B(A(0 * x))` vanishes on the rows it does not own,
+    with no hook and no per-row adapter names (which a compiled graph cannot hold either).
+
+    Args:
+        row_weights (`torch.Tensor` of shape `(rows, 1, 1)`): 1 for the adapter's rows, 0 for the others.
+    """
+
+    def __init__(self, row_weights: torch.Tensor):
+        super().__init__()
+        self.register_buffer("row_weights", row_weights, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.row_weights.to(x.dtype)
+
+
+def row_maskable(model: nn.Module, adapters: Sequence[str] | None = None) -> bool:
+    """Whether rows of `adapters` (default: the one adapter that `mixed_batch_adapter` finds) and rows of the base
+    can share one forward through `RowMask`s: every tuner layer is a plain LoRA `Linear` (no `modules_to_save`, no
+    embedding adapter, no variant such as DoRA) whose dropout for those adapters is off or in eval mode."""
+    from peft.tuners.lora import Linear as LoraLinear
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.utils import ModulesToSaveWrapper
+
+    if adapters is None:
+        adapter = mixed_batch_adapter(model)
+        if adapter is None:
+            return False
+        adapters = [adapter]
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            return False
+        if isinstance(module, BaseTunerLayer):
+            if type(module) is not LoraLinear:
+                return False
+            for adapter in adapters:
+                if adapter not in module.lora_A:
+                    continue
+                dropout = module.lora_dropout[adapter]
+                if adapter in module.lora_variant or (not isinstance(dropout, nn.Identity) and dropout.training):
+                    return False
+    return True
+
+
+def make_row_masks(model: nn.Module, adapter: str, rows: int, device: torch.device) -> dict[str, RowMask]:
+    """One `RowMask` per LoRA layer of `adapter` in `model`, by layer name, keeping the first `rows` rows of a batch
+    (the adapter's) and zeroing the next `rows` (the base's)."""
+    row_weights = torch.cat([torch.ones(rows), torch.zeros(rows)]).to(device).reshape(-1, 1, 1)
+    return {
+        name: RowMask(row_weights)
+        for name, module in model.named_modules()
+        if hasattr(module, "lora_dropout") and adapter in module.lora_dropout
+    }
+
+
+@contextmanager
+def adapter_rows_masked(model: nn.Module, adapter: str, row_masks: dict[str, RowMask]) -> Iterator[None]:
+    """Inside the block, each LoRA layer of `adapter` in `model` applies its delta only to the rows that `row_masks`
+    (a `RowMask` per layer name; the same modules from call to call, so a compiled graph sees the same ones) keeps."""
+    swapped = []
+    for name, module in model.named_modules():
+        if name in row_masks:
+            swapped.append((module.lora_dropout, module.lora_dropout[adapter]))
+            module.lora_dropout[adapter] = row_masks[name]
+    try:
+        yield
+    finally:
+        for dropouts, dropout in swapped:
+            dropouts[adapter] = dropout
 
 
 def _is_modules_to_save(module: nn.Module) -> bool:
