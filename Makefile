@@ -9,7 +9,7 @@ LOWEST_BIN := $(LOWEST_VENV)/bin
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
 LOWEST_CONSTRAINTS := constraints/lowest.txt
 
-.PHONY: install pair pair-demo versions demo test test-fast test-lowest test-vllm check-lowest-floors lint bench bench-smoke docs clean
+.PHONY: install pair pair-demo pair-code-demo versions demo test test-fast test-lowest test-vllm check-lowest-floors lint bench bench-smoke docs clean
 # The libraries whose versions decide what works: printed before each test run (no lock file: CI resolves the newest).
 SHOW_VERSIONS = pip list 2>/dev/null | grep -iE '^(torch|transformers|trl|peft|datasets|accelerate|tokenizers|safetensors|huggingface.hub) '
 
@@ -39,6 +39,12 @@ pair: $(STAMP)
 pair-demo: pair
 	$(BIN)/tfpo-hf demo --pair qwen2.5-coder --patient_dtype float32 --ablation false --choose_guidance_beta true \
 		--learning_rate 2e-4 --frontier_betas 1 2 4 8 --frontier_dpo_betas 0.5 --output_dir results/pair_demo --resume true
+
+# The same across the pair on the code task (small Python functions, hidden test cases), kept in results/pair_code.
+pair-code-demo: pair
+	$(BIN)/tfpo-hf demo --task code --pair qwen2.5-coder --patient_dtype float32 --ablation false \
+		--choose_guidance_beta true --learning_rate 2e-4 --frontier_betas 1 2 4 8 --frontier_dpo_betas 0.5 \
+		--output_dir results/pair_code --resume true
 
 versions: $(STAMP)
 	$(BIN)/$(SHOW_VERSIONS)
