@@ -184,7 +184,7 @@ def train_all(context: DemoContext, pairs: Dataset, scored: Dataset) -> tuple[di
     """Train every doctor family on the scored pairs, then, when baselines are asked for, DPO on the pairs: on the
     patient, and in a weak-to-strong run on the doctors' base too, at TRL's strength and at each of
     `args.frontier_dpo_betas`. Returns the folders of the doctors by name and of the DPO models by strength, then
-    name (loaded only to decode, one at a time: a CPU's memory holds few copies of a large patient)."""
+    family (loaded only to decode, one at a time: a CPU's memory holds few copies of a large patient)."""
     doctors = {}
     for family in doctor_families(context.args):
         doctors[family.name] = train_doctor(context, family, scored)
@@ -197,14 +197,13 @@ def train_all(context: DemoContext, pairs: Dataset, scored: Dataset) -> tuple[di
         if context.doctor_base is not None:
             models.append((WEAK_DPO, "weak_dpo_model", context.doctor_base))
         dpo_models[beta] = {}
-        for name, folder, model in models:
-            name, folder = at_strength(name, folder, beta)
-            dpo_models[beta][name] = train_dpo(context, pairs, model, name, folder, beta)
+        for family, folder, model in models:
+            folder = folder if beta == DPO_BETA else f"{folder}_beta{beta:g}"
+            dpo_models[beta][family] = train_dpo(context, pairs, model, dpo_row_name(family, beta), folder, beta)
     return doctors, dpo_models
 
 
-def at_strength(name: str, folder: str, beta: float) -> tuple[str, str]:
-    """The row name and folder of a DPO model trained at strength `beta` (TRL's strength keeps the plain ones)."""
-    if beta == DPO_BETA:
-        return name, folder
-    return f"{name}, DPO beta {beta:g}", f"{folder}_beta{beta:g}"
+def dpo_row_name(family: str, beta: float) -> str:
+    """The row name of a DPO model of `family` (DPO on the patient, on the doctors' base) trained at strength `beta`
+    (TRL's strength keeps the family's name)."""
+    return family if beta == DPO_BETA else f"{family}, DPO beta {beta:g}"

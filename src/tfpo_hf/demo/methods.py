@@ -16,7 +16,7 @@ from ..evaluation import Method, MethodResult, best_of_n_generate_fn, evaluate_m
 from ..guidance.beta_choice import BetaChoice, choose_beta
 from ..guidance.logits_process import DoctorLogitsProcessor
 from .arguments import DPO_BETA
-from .doctors import DPO, GENARM, LITERAL, LITERAL_BETA, WEAK_DPO
+from .doctors import GENARM, LITERAL, LITERAL_BETA, dpo_row_name
 
 
 if TYPE_CHECKING:
@@ -155,11 +155,11 @@ def sampled_method(
 
 
 def dpo_methods(context: DemoContext, dpo_models: dict[float, dict[str, Path]], beta: float) -> list[Method]:
-    """The DPO models trained at strength `beta` (`train_all`), each in the family of its model (the patient, the
-    doctors' base) with `beta` as its knob."""
+    """The DPO models trained at strength `beta` (`train_all`: folders by family, DPO on the patient or on the
+    doctors' base), each in its family with `beta` as its knob."""
     return [
-        sampled_method(context, name, folder, family=family, beta=beta)
-        for (name, folder), family in zip(dpo_models.get(beta, {}).items(), (DPO, WEAK_DPO))
+        sampled_method(context, dpo_row_name(family, beta), folder, family=family, beta=beta)
+        for family, folder in dpo_models.get(beta, {}).items()
     ]
 
 

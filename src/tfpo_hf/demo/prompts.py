@@ -8,8 +8,6 @@ import random
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from .tasks import TASKS
-
 
 if TYPE_CHECKING:
     from .arguments import DemoArguments
@@ -32,7 +30,7 @@ def chat(opening: str) -> list[dict[str, str]]:
 def split_prompts(args: DemoArguments) -> tuple[list, list, list]:
     """(pair prompts, validation prompts, evaluation prompts) of `args.task`, as one-message chats: disjoint, from one
     seeded shuffle of the task's messages."""
-    messages = TASKS[args.task].messages()
+    messages = args.demo_task.messages()
     random.Random(args.seed).shuffle(messages)
     train = [user_turn(m) for m in messages[: args.train_prompts]]
     evaluation = [user_turn(m) for m in messages[len(messages) - args.eval_prompts :]]
