@@ -99,6 +99,10 @@ def main(script_args: TrainScriptArguments, training_args: TFPOConfig, model_arg
         trainer.push_to_hub(dataset_name=script_args.dataset)
     if trainer.is_world_process_zero():
         print(f"Doctor saved to {training_args.output_dir}")
+    # Under `accelerate launch`, tear the process group down before exit: gloo's threads left running abort a rank
+    # ("terminate called without an active exception") on some torch releases.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
