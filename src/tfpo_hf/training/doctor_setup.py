@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..cross_tokenizer.token_bytes import TokenBytes
 from ..doctor.modeling import DoctorModel
 from ..guidance.loading import check_vocabulary, saved_tokenizer
 from ..utils.adapters import base_model_name_or_path, has_adapter
@@ -142,20 +143,25 @@ def check_doctor(
     patient: PreTrainedModel | None,
     args: TFPOConfig,
     source: str | None = None,
+    patient_processing_class=None,
 ) -> None:
     """Refuse a doctor that cannot share the patient's tokens; warn about low-precision weights without mixed
     precision (updates smaller than bf16's resolution are lost: the doctor barely moves).
 
-    Token rewards are indexed by the tokenizer's ids, so the doctor and the patient need an LM-head row for each id
-    of `processing_class`; their heads may have different widths (models of one family pad them differently,
+    Token rewards are indexed by the tokenizer's ids, so the doctor needs an LM-head row for each id of
+    `processing_class` and the patient one for each id of its tokenizer (`patient_processing_class`, by default the
+    same); their heads may have different widths (models of one family pad them differently,
     Qwen2.5-7B to 152,064 rows and -3B to 151,936 for 151,665 tokens), the rows beyond the tokenizer being padding.
     """
-    num_tokens = len(processing_class)
+    patient_tokenizer = patient_processing_class or processing_class
+    tokenizers = {"doctor": processing_class}
     widths = {"doctor": doctor.pretrained_model.get_output_embeddings().weight.shape[0]}
     if patient is not None:
+        tokenizers["patient"] = patient_tokenizer
         widths["patient"] = patient.get_output_embeddings().weight.shape[0]
-    narrow = [role for role, width in widths.items() if width < num_tokens]
-    if narrow:
+    narrow = [role for role, width in widths.items() if width < len(tokenizers[role])]
+    if narrow and patient_tokenizer is processing_class:
+        num_tokens = len(processing_class)
         heads = " and ".join(f"the {role}'s LM head has {width} rows" for role, width in widths.items())
         raise ValueError(
             f"The tokenizer {processing_class.name_or_path!r} has {num_tokens} tokens, but {heads}: token ids "
@@ -163,8 +169,19 @@ def check_doctor(
             f"{' and the '.join(narrow)}. Token rewards are indexed by the tokenizer's ids, so both models need a row "
             "for each (a head may be wider than the tokenizer, padded, never narrower). Pass the tokenizer of the "
             "patient's model family as `processing_class`, and a doctor of that family (or "
-            "`DoctorModel.from_patient(patient, num_layers)`)."
+            "`DoctorModel.from_patient(patient, num_layers)`); for a doctor of another family, pass the patient's "
+            "tokenizer as `patient_processing_class`."
         )
+    if narrow:
+        role = narrow[0]
+        raise ValueError(
+            f"The {role}'s tokenizer {tokenizers[role].name_or_path!r} has {len(tokenizers[role])} tokens, but its "
+            f"LM head has {widths[role]} rows. Pass each model's own tokenizer: the doctor's as `processing_class`, "
+            "the patient's as `patient_processing_class`."
+        )
+    if patient_tokenizer is not processing_class:
+        for tokenizer in (patient_tokenizer, processing_class):
+            TokenBytes.from_tokenizer(tokenizer)  # rewards move by bytes: refuses tokenizers that do not spell them
     saved = saved_tokenizer(
         source or doctor.config.name_or_path or "", hub_lookup=source is not None, from_pretrained_kwargs={}
     )

@@ -10,6 +10,7 @@ from accelerate import PartialState
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..cross_tokenizer.reward_transfer import retokenize_for_doctor
 from ..rewards.dataset_checks import as_dataset, check_preference_dataset, check_scored_dataset
 from ..rewards.preference_data import SCORED_COLUMNS, truncate_pair
 from ..rewards.scorer import TokenRewardScorer
@@ -56,11 +57,14 @@ def prepare_scored_dataset(
     args: TFPOConfig,
     dataset_name: str,
     vocab_size: int,
+    patient_processing_class: PreTrainedTokenizerBase | None = None,
 ) -> Dataset:
     """Score `dataset` with the patient if it has no token rewards, then validate and truncate it.
 
-    Scoring runs on the main process first; the other processes then load its cached result (same fingerprint),
-    so no rank redoes the work of another.
+    With a `patient_processing_class` other than `processing_class` (a doctor of another tokenizer), the patient
+    scores in its own tokens and the rewards then move onto the doctor's (`retokenize_for_doctor`). Scoring runs on
+    the main process first; the other processes then load its cached result (same fingerprint), so no rank redoes
+    the work of another.
     """
     if check_preference_dataset(dataset, dataset_name) != "scored":
         if patient is None:
@@ -69,9 +73,16 @@ def prepare_scored_dataset(
                 "`patient_model=` to TFPOTrainer so it scores the dataset before training, or score it yourself "
                 "with `TokenRewardScorer(patient, tokenizer).score_dataset(dataset)`."
             )
-        scorer = TokenRewardScorer(patient, processing_class, args.to_token_reward_config())
+        patient_tokenizer = patient_processing_class or processing_class
+        config = args.to_token_reward_config()
         with PartialState().main_process_first():
-            dataset = scorer.score_dataset(dataset, num_proc=args.dataset_num_proc)
+            dataset = TokenRewardScorer(patient, patient_tokenizer, config).score_dataset(
+                dataset, num_proc=args.dataset_num_proc
+            )
+            if patient_tokenizer is not processing_class:
+                dataset = retokenize_for_doctor(
+                    dataset, patient_tokenizer, processing_class, config, num_proc=args.dataset_num_proc
+                )
     check_scored_dataset(dataset, vocab_size, dataset_name)
     with PartialState().main_process_first():
         dataset = dataset.map(
@@ -101,6 +112,7 @@ def prepare_datasets(
     processing_class: PreTrainedTokenizerBase,
     args: TFPOConfig,
     vocab_size: int,
+    patient_processing_class: PreTrainedTokenizerBase | None = None,
 ) -> tuple[Dataset | None, Dataset | dict[str, Dataset] | None]:
     """`TFPOTrainer`'s train and eval datasets, each converted (`as_dataset`), scored if needed, checked and truncated
     (`prepare_scored_dataset`).
@@ -111,7 +123,9 @@ def prepare_datasets(
 
     def prepare(data: Any, argument: str, dataset_name: str) -> Dataset:
         dataset = as_dataset(data, argument)
-        return prepare_scored_dataset(dataset, patient, processing_class, args, dataset_name, vocab_size)
+        return prepare_scored_dataset(
+            dataset, patient, processing_class, args, dataset_name, vocab_size, patient_processing_class
+        )
 
     if train_dataset is not None:
         train_dataset = prepare(train_dataset, "train_dataset", "train")

@@ -95,8 +95,8 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
         eval_dataset (same kinds as `train_dataset`, or a `dict` of them, *optional*):
             Same formats as `train_dataset`; a dict of named datasets (a `DatasetDict` too) is evaluated per name.
         processing_class (`PreTrainedTokenizerBase`, *optional*):
-            The tokenizer shared by patient and doctor. Defaults to the tokenizer saved with the doctor's checkpoint;
-            required for a doctor built in memory.
+            The doctor's tokenizer, shared with the patient unless `patient_processing_class` is given. Defaults to
+            the tokenizer saved with the doctor's checkpoint; required for a doctor built in memory.
         compute_metrics (`Callable`, *optional*):
             As in [`~transformers.Trainer`]; its predictions are the doctor's summed log-probabilities of shape
             `(num_examples, 2)` (chosen, rejected) and its labels 0 (the chosen column).
@@ -108,6 +108,12 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
         peft_config (`peft.PeftConfig`, *optional*):
             A PEFT config (such as `LoraConfig`): the adapter goes on the doctor's LM; the value head is trained in
             full. Refused for a doctor that already holds an adapter, and for LoRA on a truncated copy of the patient.
+        patient_processing_class (`PreTrainedTokenizerBase`, *optional*):
+            The patient's tokenizer, for a doctor of another family (another tokenizer; both byte-level BPE or
+            SentencePiece with byte fallback). Stage 1 scores each response in the patient's tokens, then the
+            rewards move onto the doctor's tokens by byte offsets, each response's total kept
+            ([`~tfpo_hf.cross_tokenizer.reward_transfer.transfer_token_rewards`]); the doctor reads the prompt in
+            its own chat template. Defaults to `processing_class`.
 
     Override [`~TFPOTrainer.loss_terms`] to train the doctor with another loss on the same batches (as the GenARM-style
     `TrajectoryBTTrainer` does). Logged, per step: `loss/subtb`, `loss/value`, `flow/log_v_mean`,
@@ -162,6 +168,7 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         peft_config: Any | None = None,
+        patient_processing_class: PreTrainedTokenizerBase | None = None,
     ):
         check_model_argument(model)  # before the default `args` read its name
         if args is None:
@@ -169,7 +176,14 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
             args = TFPOConfig(f"{str(name).split('/')[-1]}-TFPO")
         doctor = make_doctor(model, args, peft_config)
         processing_class = resolve_processing_class(processing_class, doctor)
-        check_doctor(doctor, processing_class, patient_model, args, model if isinstance(model, str) else None)
+        check_doctor(
+            doctor,
+            processing_class,
+            patient_model,
+            args,
+            model if isinstance(model, str) else None,
+            patient_processing_class,
+        )
         vocab_size = doctor.pretrained_model.get_input_embeddings().num_embeddings
         self._reference_collator = TokenRewardCollator(padding_id(processing_class), args.pad_to_multiple_of)
         if data_collator is None:
@@ -177,7 +191,7 @@ class TFPOTrainer(DoctorCheckpointMixin, ReferenceLogpsMixin, Trainer):
 
         # Stage 1 (when a dataset has no token rewards yet) needs the patient only here: the caller may free it after.
         train_dataset, eval_dataset = prepare_datasets(
-            train_dataset, eval_dataset, patient_model, processing_class, args, vocab_size
+            train_dataset, eval_dataset, patient_model, processing_class, args, vocab_size, patient_processing_class
         )
 
         super().__init__(

@@ -1,0 +1,165 @@
+"""A model's probability of the text that comes next, whatever tokens spell it: the quantity that guidance compares
+across models whose tokenizers differ.
+
+A model writes a response as tokens; a text y (bytes) can be spelled by many token paths. The *prefix probability*
+
+    Q(y) = sum of p(u | prompt) over the token paths u = u_1 ... u_n such that y is a prefix of bytes(u)
+           and bytes(u_1 ... u_{n-1}) is a strict prefix of y (the last token ends at or past the end of y)
+
+is the probability that the model's next bytes are y, marginalised over its tokenizations; the probability that it
+writes s after y is Q(y s) / Q(y). Grouping the paths by their last boundary inside y,
+
+    Q(y) = sum over paths h with bytes(h) = y[:e], e < |y|, of p(h | prompt) * M(h, y[e:]),
+    M(h, r) = sum of p(t | h) over the tokens t whose bytes start with r,
+
+so Q needs a forward pass at each *boundary path* h (a path whose bytes end inside y) and, per path, one range sum
+over the tokens sorted by their bytes. `TextPrefixModel` keeps those paths (its hypotheses) as the text grows, so each
+new piece of text costs forwards only at the boundaries inside it. Kept in full it is exact; `beam_size` keeps the
+most probable paths only (the stated approximation, measured against the exact value in docs/results.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .token_bytes import TokenBytes
+
+
+NextTokenLogprobs = Callable[[Sequence[tuple[int, ...]]], torch.Tensor]
+"""Maps token paths (the ids after the prompt) to their next-token log-probabilities, shape (len(paths), vocab)."""
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One token path spelling the first `end` bytes of the text, with its log-probability given the prompt."""
+
+    path: tuple[int, ...]
+    end: int
+    log_prob: float
+
+
+class TextPrefixModel:
+    """The log-probability of each candidate continuation of a growing text, marginalised over the model's
+    tokenizations of the text and of the continuation.
+
+    Args:
+        token_bytes: the bytes of the model's tokens.
+        next_token_logprobs: the model's next-token log-probabilities after token paths (see `NextTokenLogprobs`);
+            called with batches of paths, each path once while it is needed.
+        beam_size: keep at most this many paths (the most probable) per text and per level of a continuation;
+            `None` keeps every path (exact).
+
+    Example:
+        >>> model = TextPrefixModel(token_bytes, next_token_logprobs)
+        >>> model.log_probs([b" cat", b" dog"])  # log p(" cat" next), log p(" dog" next)
+        >>> model.advance(b" cat")
+    """
+
+    def __init__(
+        self, token_bytes: TokenBytes, next_token_logprobs: NextTokenLogprobs, beam_size: int | None = None
+    ) -> None:
+        if beam_size is not None and beam_size < 1:
+            raise ValueError(f"beam_size must be a positive number of paths or None (exact), got {beam_size}.")
+        self.token_bytes = token_bytes
+        self.next_token_logprobs = next_token_logprobs
+        self.beam_size = beam_size
+        self.text = b""
+        self.hypotheses = [Hypothesis((), 0, 0.0)]
+        self._logprobs: dict[tuple[int, ...], torch.Tensor] = {}
+        self._log_prefix_prob = 0.0
+
+    def log_probs(self, continuations: Sequence[bytes]) -> torch.Tensor:
+        """log Q(text + s) - log Q(text) for each continuation s, shape (len(continuations),); -inf where the
+        model cannot write s (no token path spells it), 0 for `b""`."""
+        log_prefix_probs = torch.tensor(
+            [self._expand(self.text + piece)[0] if piece else self._log_prefix_prob for piece in continuations],
+            dtype=torch.float64,
+        )
+        return log_prefix_probs - self._log_prefix_prob
+
+    def advance(self, piece: bytes) -> None:
+        """Append `piece` to the text: keep the paths that can still spell what comes next (the `beam_size` with
+        the largest shares of Q(text), all of them when exact)."""
+        text = self.text + piece
+        log_prefix_prob, interior, exact_ends = self._expand(text)
+        if log_prefix_prob == float("-inf"):
+            raise ValueError(f"No token path of this model spells {text!r}: it cannot follow this text.")
+        shares = [
+            (self._share(hypothesis, text), hypothesis) for hypothesis in self.hypotheses + interior + exact_ends
+        ]
+        shares = sorted((pair for pair in shares if pair[0] > float("-inf")), key=lambda pair: pair[0], reverse=True)
+        kept = shares[: self.beam_size]
+        self.text = text
+        self.hypotheses = [hypothesis for _, hypothesis in kept]
+        self._log_prefix_prob = float(
+            torch.logsumexp(torch.tensor([share for share, _ in kept], dtype=torch.float64), dim=0)
+        )
+        live = {hypothesis.path for hypothesis in self.hypotheses}
+        self._logprobs = {path: logprobs for path, logprobs in self._logprobs.items() if path in live}
+
+    def _expand(self, text: bytes) -> tuple[float, list[Hypothesis], list[Hypothesis]]:
+        """log Q(text) from the kept paths, with the paths it passes through past the current text: those ending
+        inside the new bytes (interior) and those ending exactly at the end of `text`."""
+        terms: list[torch.Tensor] = []
+        interior: list[Hypothesis] = []
+        exact_ends: list[Hypothesis] = []
+        level = [hypothesis for hypothesis in self.hypotheses if hypothesis.end < len(text)]
+        while level:
+            self._compute_logprobs([hypothesis.path for hypothesis in level])
+            next_level = []
+            for hypothesis in level:
+                logprobs = self._logprobs[hypothesis.path]
+                rest = text[hypothesis.end :]
+                start, end = self.token_bytes.prefix_range(rest)
+                if end > start:
+                    covering = logprobs[self.token_bytes.order[start:end]]
+                    terms.append(hypothesis.log_prob + torch.logsumexp(covering, dim=0))
+                for length in range(1, min(len(rest), self.token_bytes.max_length + 1)):
+                    if hypothesis.end + length <= len(self.text):
+                        continue  # a path ending inside the current text: already a hypothesis (or pruned)
+                    for token in self.token_bytes.ids_spelling(rest[:length]):
+                        child = Hypothesis(
+                            hypothesis.path + (token,),
+                            hypothesis.end + length,
+                            hypothesis.log_prob + float(logprobs[token]),
+                        )
+                        next_level.append(child)
+                for token in self.token_bytes.ids_spelling(rest):
+                    exact_ends.append(
+                        Hypothesis(hypothesis.path + (token,), len(text), hypothesis.log_prob + float(logprobs[token]))
+                    )
+            level = self._most_probable(next_level)
+            interior.extend(level)
+        log_prefix_prob = float(torch.logsumexp(torch.stack(terms), dim=0)) if terms else float("-inf")
+        return log_prefix_prob, interior, exact_ends
+
+    def _most_probable(self, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+        """The `beam_size` most probable paths (all of them when exact)."""
+        if self.beam_size is None or len(hypotheses) <= self.beam_size:
+            return hypotheses
+        return sorted(hypotheses, key=lambda hypothesis: hypothesis.log_prob, reverse=True)[: self.beam_size]
+
+    def _share(self, hypothesis: Hypothesis, text: bytes) -> float:
+        """log of what `hypothesis` alone adds to Q(text), the shares of all paths summing to Q(text): p(h) for a
+        path ending at the end of `text`; for one ending inside it, p(h) times the mass of its tokens reaching
+        *past* the end (those ending exactly there are paths of their own). -inf: it can add nothing to what
+        follows."""
+        if hypothesis.end == len(text):
+            return hypothesis.log_prob
+        rest = text[hypothesis.end :]
+        start, end = self.token_bytes.prefix_range(rest)
+        start += len(self.token_bytes.ids_spelling(rest))  # sorted first in the range: the tokens equal to `rest`
+        if end <= start:
+            return float("-inf")
+        logprobs = self._logprobs[hypothesis.path]
+        return hypothesis.log_prob + float(torch.logsumexp(logprobs[self.token_bytes.order[start:end]], dim=0))
+
+    def _compute_logprobs(self, paths: list[tuple[int, ...]]) -> None:
+        """Run the model once on the paths whose next-token log-probabilities are not known yet."""
+        missing = list(dict.fromkeys(path for path in paths if path not in self._logprobs))
+        if missing:
+            for path, logprobs in zip(missing, self.next_token_logprobs(missing)):
+                self._logprobs[path] = logprobs.double()  # sums of many small terms: kept in float64
