@@ -2,13 +2,14 @@
 
 Nothing here touches the network: the tokenizer is a byte-level BPE without merges (every byte is a
 token) built in memory with a ChatML chat template shaped like SmolLM2's, and the models are Llama
-causal LMs with a few layers and a hidden size of 32-64.
+causal LMs with a few layers and a hidden size of 32-64. `tiny_bpe_tokenizer` is another family (a
+BPE with merges, trained on a few sentences) for cross-tokenizer tests.
 """
 
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 
@@ -49,6 +50,38 @@ def tiny_tokenizer(chat_template: bool = True, pad_token: bool = True) -> PreTra
     )
     if chat_template:
         tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+BPE_CORPUS = [
+    "the cat sat on the mat. the cats sat.",
+    "café, naïve, déjà vu: 日本語 text",
+    "a catalog of cattle and other cats",
+    "def add(a, b):\n    return a + b\n",
+]
+
+
+def tiny_bpe_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
+    """A byte-level BPE *with* merges, trained offline on `BPE_CORPUS` (tokens of several bytes, some holding part
+    of a UTF-8 character), with the same special tokens and chat template as `tiny_tokenizer`: a tokenizer of
+    another family for cross-tokenizer tests."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(BPE_CORPUS * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        additional_special_tokens=SPECIAL_TOKENS,
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
 

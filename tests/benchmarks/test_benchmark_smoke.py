@@ -27,6 +27,7 @@ REQUIRED = (
     "bench_pair.py",
     "bench_rewards.py",
     "bench_subtb.py",
+    "bench_text_probability.py",
     "bench_train.py",
     "bench_vllm.py",
 )
@@ -49,6 +50,11 @@ FIGURES = {
     "bench_pair.py": [
         r"^LoRA doctor \+ base rows, one forward +\d+\.\d+ +\d+\.\d+ +\d+\.\d+ +\d+\.\d+ +\d+\.\d+$",
         r"^target: guided <= 1\.50x plain: \d+\.\d+x",
+    ],
+    "bench_text_probability.py": [
+        r"^\d+ contexts; mean exact log p\(next patient token's text\) = -\d+\.\d+ nats$",
+        r"^ +exact +0\.00e\+00 +0\.00e\+00 +0\.00e\+00 +\d+\.\d +\d+\.\d+$",
+        r"^ +4 +\d\.\d\de-\d\d +\d\.\d\de-\d\d +\d\.\d\de-\d\d +\d+\.\d +\d+\.\d+$",
     ],
     "bench_train.py": [r"^TFPOTrainer +tokens/s: best +\d+", r"^TFPO / DPO throughput ratio: best \d+\.\d+"],
     "bench_import.py": [r"^lazy: +tfpo_hf\.DoctorLogitsProcessor +\d+\.\d+ +\d+\.\d+$", r"^eager / lazy \(medians\)"],

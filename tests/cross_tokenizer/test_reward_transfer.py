@@ -8,13 +8,11 @@ from hypothesis import strategies as st
 from tfpo_hf.cross_tokenizer import TokenBytes
 from tfpo_hf.cross_tokenizer.reward_transfer import retokenize_for_doctor, transfer_token_rewards
 from tfpo_hf.rewards import TokenRewardConfig, TokenRewardScorer
-from tfpo_hf.testing import CHATML_TEMPLATE, tiny_causal_lm, tiny_tokenizer
-
-from .tokenizers import small_bpe_tokenizer
+from tfpo_hf.testing import tiny_bpe_tokenizer, tiny_causal_lm, tiny_tokenizer
 
 
 BYTES_TOKENIZER = tiny_tokenizer()
-BPE_TOKENIZER = small_bpe_tokenizer()
+BPE_TOKENIZER = tiny_bpe_tokenizer()
 TEXTS = st.text(alphabet="the cats é日本語\n:.", min_size=1, max_size=24)
 
 
@@ -73,8 +71,7 @@ def test_identical_tokenizations_keep_every_reward_in_place():
 
 def test_a_dataset_scored_by_the_patient_trains_a_doctor_of_another_tokenizer():
     patient = tiny_causal_lm(seed=1)
-    doctor_tokenizer = small_bpe_tokenizer()
-    doctor_tokenizer.chat_template = CHATML_TEMPLATE
+    doctor_tokenizer = tiny_bpe_tokenizer()
     config = TokenRewardConfig(theta=0.0)
     pairs = Dataset.from_dict(
         {

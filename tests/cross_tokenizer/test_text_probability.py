@@ -6,9 +6,7 @@ import pytest
 import torch
 
 from tfpo_hf.cross_tokenizer import TextPrefixModel, TokenBytes
-from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
-
-from .tokenizers import small_bpe_tokenizer
+from tfpo_hf.testing import tiny_bpe_tokenizer, tiny_causal_lm, tiny_tokenizer
 
 
 PROMPT = (1, 5, 9)
@@ -63,7 +61,7 @@ def brute_force_log_prob(model, by_id, text, continuation):
 
 @pytest.fixture(scope="module")
 def bpe():
-    tokenizer = small_bpe_tokenizer()
+    tokenizer = tiny_bpe_tokenizer()
     return TokenBytes.from_tokenizer(tokenizer), model_for(tokenizer)
 
 
@@ -154,3 +152,12 @@ def test_each_path_is_run_once(bpe):
 def test_beam_size_must_be_positive(bpe):
     with pytest.raises(ValueError, match="beam_size"):
         TextPrefixModel(bpe[0], lambda paths: None, beam_size=0)
+
+
+def test_a_narrow_beam_keeps_a_path_that_can_go_on_with_any_text(bpe):
+    token_bytes, model = bpe
+    text_model = TextPrefixModel(token_bytes, next_token_logprobs_of(model), beam_size=1)
+    for piece in (b"th", b"e", b" ", b"ca", b"t", b"s s", b"at", b" on"):
+        assert math.isfinite(float(text_model.log_probs([piece])[0]))
+        text_model.advance(piece)
+        assert any(hypothesis.end == len(text_model.text) for hypothesis in text_model.hypotheses)

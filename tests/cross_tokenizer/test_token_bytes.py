@@ -3,9 +3,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tfpo_hf.cross_tokenizer import TokenBytes
-from tfpo_hf.testing import tiny_tokenizer
+from tfpo_hf.testing import tiny_bpe_tokenizer, tiny_tokenizer
 
-from .tokenizers import byte_fallback_tokenizer, small_bpe_tokenizer
+from .tokenizers import byte_fallback_tokenizer
 
 
 TEXTS = st.text(alphabet="the cats é日本語\n:.", max_size=24)
@@ -14,17 +14,17 @@ TEXTS = st.text(alphabet="the cats é日本語\n:.", max_size=24)
 @settings(max_examples=60, deadline=None)
 @given(text=TEXTS)
 def test_byte_level_bpe_tokens_spell_the_text_they_encode(text):
-    tokenizer = small_bpe_tokenizer()
+    tokenizer = tiny_bpe_tokenizer()
     token_bytes = TokenBytes.from_tokenizer(tokenizer)
     ids = tokenizer.encode(text, add_special_tokens=False)
     assert b"".join(token_bytes.by_id[index] for index in ids) == text.encode("utf-8")
 
 
 def test_byte_level_bpe_has_tokens_that_split_a_character():
-    token_bytes = TokenBytes.from_tokenizer(small_bpe_tokenizer())
+    token_bytes = TokenBytes.from_tokenizer(tiny_bpe_tokenizer())
     halves = [spelling for spelling in token_bytes.by_id if spelling == "日".encode()[:1]]
     assert halves, "the trained BPE keeps single bytes of multibyte characters as tokens"
-    assert len(token_bytes.by_id) == len(small_bpe_tokenizer())
+    assert len(token_bytes.by_id) == len(tiny_bpe_tokenizer())
 
 
 @settings(max_examples=60, deadline=None)
@@ -49,7 +49,7 @@ def test_special_tokens_and_padding_rows_spell_nothing():
 
 @pytest.mark.parametrize("prefix", [b"c", b"ca", b" cat", b"\xe6", b"\xff", b"zzz", b"t"])
 def test_prefix_range_holds_exactly_the_tokens_starting_with_the_prefix(prefix):
-    token_bytes = TokenBytes.from_tokenizer(small_bpe_tokenizer())
+    token_bytes = TokenBytes.from_tokenizer(tiny_bpe_tokenizer())
     start, end = token_bytes.prefix_range(prefix)
     in_range = {int(index) for index in token_bytes.order[start:end]}
     expected = {index for index, spelling in enumerate(token_bytes.by_id) if spelling and spelling.startswith(prefix)}

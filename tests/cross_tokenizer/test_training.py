@@ -7,17 +7,10 @@ from datasets import Dataset
 
 from tfpo_hf import DoctorModel, TFPOTrainer
 from tfpo_hf.cross_tokenizer import TokenBytes
-from tfpo_hf.testing import CHATML_TEMPLATE, tiny_causal_lm, tiny_tokenizer
+from tfpo_hf.testing import tiny_bpe_tokenizer, tiny_causal_lm, tiny_tokenizer
 
 from ..helpers.tiny_data import letter_preference_dataset
 from ..helpers.training import make_args
-from .tokenizers import small_bpe_tokenizer
-
-
-def doctor_tokenizer():
-    tokenizer = small_bpe_tokenizer()
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
 
 
 def word_pairs(size):
@@ -36,7 +29,7 @@ def word_pairs(size):
 
 
 def test_a_doctor_of_another_tokenizer_trains_on_rewards_moved_to_its_tokens(tmp_path):
-    tokenizer = doctor_tokenizer()
+    tokenizer = tiny_bpe_tokenizer()
     pairs = word_pairs(8)
     trainer = TFPOTrainer(
         DoctorModel(tiny_causal_lm(vocab_size=len(tokenizer), seed=1)),
@@ -61,7 +54,7 @@ def test_a_doctor_of_another_tokenizer_trains_on_rewards_moved_to_its_tokens(tmp
 
 
 def test_the_patients_head_is_checked_against_its_own_tokenizer(tmp_path):
-    tokenizer = doctor_tokenizer()
+    tokenizer = tiny_bpe_tokenizer()
     with pytest.raises(ValueError, match="The patient's tokenizer .* has 259 tokens, but its LM head has 200 rows"):
         TFPOTrainer(
             DoctorModel(tiny_causal_lm(vocab_size=len(tokenizer))),

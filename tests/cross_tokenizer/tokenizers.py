@@ -1,30 +1,8 @@
-"""Small tokenizers of other families, built offline: a byte-level BPE trained on a few sentences and a
-SentencePiece-style BPE with byte fallback (Llama 2's decoder chain)."""
+"""A SentencePiece-style BPE with byte fallback (Llama 2's decoder chain), built offline; the byte-level BPE with
+merges is `tfpo_hf.testing.tiny_bpe_tokenizer`."""
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers
 from transformers import PreTrainedTokenizerFast
-
-from tfpo_hf.testing import SPECIAL_TOKENS
-
-
-CORPUS = [
-    "the cat sat on the mat. the cats sat.",
-    "café, naïve, déjà vu: 日本語 text",
-    "a catalog of cattle and other cats",
-    "def add(a, b):\n    return a + b\n",
-] * 20
-
-
-def small_bpe_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
-    """A byte-level BPE with merges (so tokens of several bytes, some splitting UTF-8 characters)."""
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    backend.train_from_iterator(CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|im_end|>")
 
 
 def byte_fallback_tokenizer() -> PreTrainedTokenizerFast:

@@ -1,8 +1,25 @@
-"""Guidance between models whose tokenizers differ: tokens as bytes, a model's probability of the next text
-marginalised over its tokenizations."""
+"""A doctor of another tokenizer than the patient's: the bytes each token spells (`TokenBytes`), a model's
+probability of the next text marginalised over its tokenizations (`TextPrefixModel`), and stage-1 rewards moved from
+the patient's tokens onto the doctor's (`transfer_token_rewards`, `retokenize_for_doctor`, which `TFPOTrainer` runs
+when given `patient_processing_class`)."""
 
-from .text_probability import Hypothesis, TextPrefixModel
-from .token_bytes import TokenBytes
+from typing import TYPE_CHECKING
+
+from ..utils.lazy_exports import lazy_exports
 
 
-__all__ = ["Hypothesis", "TextPrefixModel", "TokenBytes"]
+# public name -> the module that defines it
+_EXPORTS = {
+    "Hypothesis": ".text_probability",
+    "TextPrefixModel": ".text_probability",
+    "TokenBytes": ".token_bytes",
+    "retokenize_for_doctor": ".reward_transfer",
+    "transfer_token_rewards": ".reward_transfer",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .reward_transfer import retokenize_for_doctor, transfer_token_rewards
+    from .text_probability import Hypothesis, TextPrefixModel
+    from .token_bytes import TokenBytes

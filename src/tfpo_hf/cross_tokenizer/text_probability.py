@@ -82,7 +82,8 @@ class TextPrefixModel:
 
     def advance(self, piece: bytes) -> None:
         """Append `piece` to the text: keep the paths that can still spell what comes next (the `beam_size` with
-        the largest shares of Q(text), all of them when exact)."""
+        the largest shares of Q(text), among them the most probable path ending at the end of the text; all of them
+        when exact)."""
         text = self.text + piece
         log_prefix_prob, interior, exact_ends = self._expand(text)
         if log_prefix_prob == float("-inf"):
@@ -92,6 +93,11 @@ class TextPrefixModel:
         ]
         shares = sorted((pair for pair in shares if pair[0] > float("-inf")), key=lambda pair: pair[0], reverse=True)
         kept = shares[: self.beam_size]
+        ending_here = [pair for pair in shares if pair[1].end == len(text)]
+        if ending_here and not any(hypothesis.end == len(text) for _, hypothesis in kept):
+            # Paths ending inside the text may all need a continuation that does not come; the most probable path
+            # ending at its end can go on with any bytes (with single-byte tokens): the beam never runs dry.
+            kept[-1] = ending_here[0]
         self.text = text
         self.hypotheses = [hypothesis for _, hypothesis in kept]
         self._log_prefix_prob = float(
