@@ -16,7 +16,13 @@ _EXPORTS = {
     "retokenize_for_doctor": ".reward_transfer",
     "transfer_token_rewards": ".reward_transfer",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Hypothesis",
+    "TextPrefixModel",
+    "TokenBytes",
+    "retokenize_for_doctor",
+    "transfer_token_rewards",
+]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
