@@ -26,7 +26,14 @@ import torch
 from transformers import PreTrainedModel
 
 from ..doctor.config import DoctorConfig
-from ..utils.adapters import BASE_ROWS, RowMask, adapter_rows_masked, row_maskable, rows_by_adapter
+from ..utils.adapters import (
+    BASE_ROWS,
+    RowMask,
+    adapter_rows_masked,
+    group_row_weights,
+    row_maskable,
+    rows_by_adapter,
+)
 from ..utils.constants import ADAPTER_CONFIG_NAME
 from ..utils.hub import find_file, hub_kwargs_of, resolve_local_path, safe_loading_kwargs
 from .cached_forward import GroupedCache, Stream
@@ -300,11 +307,8 @@ class GroupRowMasks:
         """Fit the masks to a forward of `rows` rows per group."""
         if self._rows == (rows, device):
             return
-        groups = 1 + len(self.adapters)
         for group, mask in enumerate(self.masks.values(), start=1):
-            weights = torch.zeros(groups, rows, device=device)
-            weights[group] = 1
-            mask.row_weights = weights.reshape(-1, 1, 1)
+            mask.row_weights = group_row_weights(1 + len(self.adapters), rows, group, device)
         self._rows = (rows, device)
 
     @contextlib.contextmanager

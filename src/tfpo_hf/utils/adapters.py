@@ -159,10 +159,18 @@ def row_maskable(model: nn.Module, adapters: Sequence[str] | None = None) -> boo
     return True
 
 
+def group_row_weights(groups: int, rows: int, kept_group: int, device: torch.device) -> torch.Tensor:
+    """`RowMask` weights, shape `(groups * rows, 1, 1)`, for a batch of `groups` consecutive groups of `rows` rows:
+    1 on the rows of `kept_group`, 0 elsewhere."""
+    weights = torch.zeros(groups, rows, device=device)
+    weights[kept_group] = 1
+    return weights.reshape(-1, 1, 1)
+
+
 def make_row_masks(model: nn.Module, adapter: str, rows: int, device: torch.device) -> dict[str, RowMask]:
     """One `RowMask` per LoRA layer of `adapter` in `model`, by layer name, keeping the first `rows` rows of a batch
     (the adapter's) and zeroing the next `rows` (the base's)."""
-    row_weights = torch.cat([torch.ones(rows), torch.zeros(rows)]).to(device).reshape(-1, 1, 1)
+    row_weights = group_row_weights(2, rows, 0, device)
     return {
         name: RowMask(row_weights)
         for name, module in model.named_modules()
