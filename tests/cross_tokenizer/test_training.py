@@ -4,6 +4,7 @@ import math
 
 import pytest
 from datasets import Dataset
+from transformers import AutoTokenizer
 
 from tfpo_hf import DoctorModel, TFPOTrainer
 from tfpo_hf.cross_tokenizer import TokenBytes
@@ -83,3 +84,24 @@ def test_a_tokenizer_that_does_not_spell_bytes_is_refused_before_scoring(tmp_pat
             processing_class=word_piece,
             patient_processing_class=tiny_tokenizer(),
         )
+
+
+def test_the_train_command_trains_a_named_doctor_of_another_tokenizer(tmp_path):
+    from tfpo_hf.cli import main
+
+    patient, doctor = tmp_path / "patient", tmp_path / "doctor"
+    tiny_causal_lm(seed=1).save_pretrained(patient)
+    tiny_tokenizer().save_pretrained(patient)
+    tokenizer = tiny_bpe_tokenizer()
+    tiny_causal_lm(vocab_size=len(tokenizer), seed=2).save_pretrained(doctor)
+    tokenizer.save_pretrained(doctor)
+    dataset_file = tmp_path / "prefs.jsonl"
+    word_pairs(8).to_json(str(dataset_file))
+    main(
+        ["train", "--dataset", str(dataset_file), "--patient", str(patient), "--doctor", str(doctor)]
+        + ["--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true"]
+        + ["--save_strategy", "no", "--output_dir", str(tmp_path / "trained")]
+    )
+    trained = tmp_path / "trained"
+    assert (trained / "value_head.safetensors").exists()
+    assert len(AutoTokenizer.from_pretrained(trained)) == len(tokenizer), "saved with the doctor's own tokenizer"

@@ -8,6 +8,10 @@ is accepted; `--config file.yaml` reads the same flags from YAML.
     # a truncated doctor (the patient's first 8 layers), trained in full
     tfpo-hf train --dataset prefs.jsonl --doctor_layers 8 --output_dir small-doctor
 
+    # a doctor of another family (its own tokenizer): the patient's rewards move onto the doctor's tokens
+    tfpo-hf train --dataset prefs.jsonl --patient Qwen/Qwen2.5-Coder-1.5B-Instruct \
+        --doctor HuggingFaceTB/SmolLM2-135M-Instruct --use_peft --output_dir smollm2-doctor
+
     # many processes: accelerate launch -m tfpo_hf.scripts.train --dataset ... --output_dir ...
 """
 
@@ -23,8 +27,9 @@ from .arguments import DatasetArguments, DoctorModelConfig, PatientArguments, re
 
 # the longer help texts of `TrainScriptArguments`
 DOCTOR_HELP = (
-    "Doctor to start from (Hub id or path sharing the patient's tokenizer; `--model_name_or_path` says the same); "
-    "omitted: a copy of the patient (see --doctor_layers)."
+    "Doctor to start from (Hub id or path; `--model_name_or_path` says the same); omitted: a copy of the patient "
+    "(see --doctor_layers). A doctor whose tokenizer differs from the patient's trains on its own tokens, the "
+    "patient's token rewards moved onto them."
 )
 DOCTOR_LAYERS_HELP = (
     "Without --doctor: 0 copies the whole patient (fluent from the start; LoRA by default), K > 0 keeps its first K "
@@ -62,6 +67,21 @@ def doctor_load_kwargs(model_args: DoctorModelConfig) -> dict:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
+def tokenizers_for(doctor: str | None, patient_tokenizer, model_args: DoctorModelConfig) -> dict:
+    """`TFPOTrainer`'s tokenizers: the patient's for both, or, for a named doctor saved with a tokenizer of another
+    vocabulary, the doctor's as `processing_class` and the patient's as `patient_processing_class`."""
+    from transformers import AutoTokenizer
+
+    if doctor:
+        try:
+            doctor_tokenizer = AutoTokenizer.from_pretrained(doctor, revision=model_args.model_revision)
+        except (OSError, ValueError):  # no tokenizer saved with the doctor (an adapter folder): the patient's
+            doctor_tokenizer = None
+        if doctor_tokenizer is not None and doctor_tokenizer.get_vocab() != patient_tokenizer.get_vocab():
+            return {"processing_class": doctor_tokenizer, "patient_processing_class": patient_tokenizer}
+    return {"processing_class": patient_tokenizer}
+
+
 def load_datasets(script_args: TrainScriptArguments) -> dict:
     """`TFPOTrainer`'s `train_dataset` and `eval_dataset` (None without `--eval_split`)."""
     train_dataset = script_args.load()
@@ -86,8 +106,8 @@ def main(script_args: TrainScriptArguments, training_args: TFPOConfig, model_arg
         doctor,
         patient_model=patient,
         args=training_args,
-        processing_class=tokenizer,
         peft_config=peft_config,
+        **tokenizers_for(script_args.doctor, tokenizer, model_args),
         **datasets,
     )
     del patient  # stage 1 is done
