@@ -20,8 +20,6 @@ interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import copy
-import inspect
 import json
 import statistics
 import time
@@ -29,48 +27,11 @@ from pathlib import Path
 
 import torch
 
-from tfpo_hf.cross_tokenizer import TextPrefixModel, TokenBytes
+from tfpo_hf.cross_tokenizer import PromptedPaths, TextPrefixModel, TokenBytes
 
 
 PAIR_SAMPLES = Path("results/pair_demo/progress/generations/evaluation/patient_sampling_.json")
 BEAM_SIZES = (1, 2, 4, 8, 16)
-
-
-def next_token_logprobs_fn(model, prompt_ids: list[int], pad_id: int, batch_size: int = 32):
-    """`NextTokenLogprobs` of `model` after `prompt_ids`: the prompt's KV cache computed once, then each batch of
-    paths run over it (right padded, so the padding never reaches a real position)."""
-    with torch.inference_mode():
-        prompt = model(input_ids=torch.tensor([prompt_ids]), use_cache=True)
-    prompt_cache, prompt_logprobs = prompt.past_key_values, prompt.logits[0, -1].float().log_softmax(-1)
-    # transformers renamed `past_key_values` to `cache` during 5.x: the name this model's forward takes
-    cache_name = (
-        "past_key_values" if "past_key_values" in inspect.signature(type(model).forward).parameters else "cache"
-    )
-
-    @torch.inference_mode()
-    def next_token_logprobs(paths):
-        rows = []
-        for start in range(0, len(paths), batch_size):
-            chunk = [list(path) for path in paths[start : start + batch_size]]
-            width = max(map(len, chunk))
-            if width == 0:
-                rows.append(prompt_logprobs.expand(len(chunk), -1))
-                continue
-            cache = copy.deepcopy(prompt_cache)
-            cache.batch_repeat_interleave(len(chunk))
-            input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in chunk])
-            attention_mask = torch.tensor(
-                [[1] * (len(prompt_ids) + len(ids)) + [0] * (width - len(ids)) for ids in chunk]
-            )
-            logits = model(input_ids=input_ids, attention_mask=attention_mask, **{cache_name: cache}).logits.float()
-            last = logits[torch.arange(len(chunk)), torch.tensor([max(len(ids), 1) - 1 for ids in chunk])]
-            last = torch.where(
-                torch.tensor([len(ids) == 0 for ids in chunk])[:, None], prompt_logprobs, last.log_softmax(-1)
-            )
-            rows.append(last)
-        return torch.cat(rows)
-
-    return next_token_logprobs
 
 
 def boundaries(text: str, patient_tokenizer, patient_bytes: TokenBytes, max_bytes: int) -> list[bytes]:
@@ -89,10 +50,9 @@ def measure_response(doctor, doctor_bytes, doctor_tokenizer, pieces, prompt, bea
     """One response: per beam size (and exact, "exact"), the log-probability of each piece, forwards and seconds."""
     prompt_text = doctor_tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     prompt_ids = doctor_tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    pad_id = doctor_tokenizer.pad_token_id if doctor_tokenizer.pad_token_id is not None else 0
     record = {}
     for beam in (None, *beam_sizes):
-        forward = next_token_logprobs_fn(doctor, prompt_ids, pad_id)
+        forward = PromptedPaths(doctor, prompt_ids)
         forwards = 0
 
         def counted(paths, forward=forward):

@@ -1,5 +1,6 @@
 """A doctor of another tokenizer than the patient's: the bytes each token spells (`TokenBytes`), a model's
-probability of the next text marginalised over its tokenizations (`TextPrefixModel`), and stage-1 rewards moved from
+probability of the next text marginalised over its tokenizations (`TextPrefixModel`, fed by `PromptedPaths`), and
+stage-1 rewards moved from
 the patient's tokens onto the doctor's (`transfer_token_rewards`, `retokenize_for_doctor`, which `TFPOTrainer` runs
 when given `patient_processing_class`)."""
 
@@ -11,6 +12,7 @@ from ..utils.lazy_exports import lazy_exports
 # public name -> the module that defines it
 _EXPORTS = {
     "Hypothesis": ".text_probability",
+    "PromptedPaths": ".prompted_paths",
     "TextPrefixModel": ".text_probability",
     "TokenBytes": ".token_bytes",
     "retokenize_for_doctor": ".reward_transfer",
@@ -18,6 +20,7 @@ _EXPORTS = {
 }
 __all__ = [
     "Hypothesis",
+    "PromptedPaths",
     "TextPrefixModel",
     "TokenBytes",
     "retokenize_for_doctor",
@@ -26,6 +29,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from .prompted_paths import PromptedPaths
     from .reward_transfer import retokenize_for_doctor, transfer_token_rewards
     from .text_probability import Hypothesis, TextPrefixModel
     from .token_bytes import TokenBytes
