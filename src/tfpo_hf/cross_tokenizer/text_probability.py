@@ -53,9 +53,16 @@ class TextPrefixModel:
             `None` keeps every path (exact).
 
     Example:
-        >>> model = TextPrefixModel(token_bytes, next_token_logprobs)
-        >>> model.log_probs([b" cat", b" dog"])  # log p(" cat" next), log p(" dog" next)
-        >>> model.advance(b" cat")
+        >>> from tfpo_hf.cross_tokenizer import PromptedPaths, TextPrefixModel, TokenBytes
+        >>> from tfpo_hf.testing import tiny_bpe_tokenizer, tiny_causal_lm
+        >>> tokenizer = tiny_bpe_tokenizer()
+        >>> doctor = tiny_causal_lm(vocab_size=len(tokenizer))
+        >>> text_model = TextPrefixModel(TokenBytes.from_tokenizer(tokenizer), PromptedPaths(doctor, [1, 40, 41]))
+        >>> text_model.log_probs([b" cat", b" dog"]).shape  # log p(" cat" next), log p(" dog" next)
+        torch.Size([2])
+        >>> text_model.advance(b" cat")
+        >>> text_model.text
+        b' cat'
     """
 
     def __init__(
