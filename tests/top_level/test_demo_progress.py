@@ -35,3 +35,26 @@ def test_other_settings_are_refused_and_resume_false_starts_over(tmp_path):
     fresh = RunProgress(tmp_path, {**SETTINGS, "seeds": [0]}, resume=False)
     assert fresh.recorded("timings") is None
     assert json.loads((tmp_path / "settings.json").read_text())["seeds"] == [0]
+
+
+def test_a_resumed_step_keeps_its_time_and_is_listed_once(tmp_path):
+    from tfpo_hf.demo.context import DemoContext
+
+    def context(resume):
+        progress = RunProgress(tmp_path, {**SETTINGS, "resume": resume}, resume=resume)
+        run = DemoContext(args=None, patient=None, tokenizer=None, judge=None, output_dir=tmp_path, progress=progress)
+        run.resume_records()
+        return run
+
+    first = context(resume=False)
+    with first.timed("beta choice"):
+        pass
+    first.timings["beta choice"] = 1466.0  # as if the step had taken that long
+    first.progress.record("timings", first.timings)
+    resumed = context(resume=True)
+    with resumed.timed("beta choice"):  # the resumed run reads the step's results back, quickly
+        pass
+    with resumed.timed("evaluation"):
+        pass
+    assert resumed.progress.recorded("finished") == ["beta choice", "evaluation"]
+    assert resumed.progress.recorded("timings")["beta choice"] == 1466.0

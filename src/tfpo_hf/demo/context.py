@@ -66,9 +66,12 @@ class DemoContext:
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
         """Record the seconds the `with` block takes as `timings[step]`; once it ends without an error, the step is
-        finished in the run's progress (see `resumes`)."""
+        finished in the run's progress (see `resumes`). A step an earlier run finished keeps its time (the block
+        only read its results back) and is listed once."""
         clock = time.perf_counter()
         yield
+        if self.resumes(step):
+            return
         self.timings[step] = time.perf_counter() - clock
         if self.progress is not None:
             self.progress.record("timings", self.timings)
