@@ -40,6 +40,14 @@ def tiny_tokenizer(chat_template: bool = True, pad_token: bool = True) -> PreTra
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
+    return chatml_tokenizer(backend, chat_template=chat_template, pad_token=pad_token)
+
+
+def chatml_tokenizer(
+    backend: Tokenizer, chat_template: bool = True, pad_token: bool = True
+) -> PreTrainedTokenizerFast:
+    """`backend` (a `tokenizers.Tokenizer` holding `SPECIAL_TOKENS`) as a transformers tokenizer laid out like
+    SmolLM2's: EOS `<|im_end|>` (also PAD when `pad_token`), no BOS, the ChatML template when `chat_template`."""
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=None,
@@ -75,14 +83,7 @@ def tiny_bpe_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
         show_progress=False,
     )
     backend.train_from_iterator(BPE_CORPUS * 20, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        additional_special_tokens=SPECIAL_TOKENS,
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
+    return chatml_tokenizer(backend)
 
 
 def tiny_causal_lm(

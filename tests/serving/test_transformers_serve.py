@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 from tfpo_hf import DoctorLogitsProcessor
 from tfpo_hf.serving.settings import DOCTORS_ENV
 from tfpo_hf.serving.transformers_serve import add_recipe
-from tfpo_hf.testing import CHATML_TEMPLATE, SPECIAL_TOKENS, tiny_causal_lm
+from tfpo_hf.testing import SPECIAL_TOKENS, chatml_tokenizer, tiny_causal_lm
 
 from ..helpers.servers import post_json, running_server
 from ..helpers.subprocesses import free_port, offline_env
@@ -42,14 +42,7 @@ def word_tokenizer() -> PreTrainedTokenizerFast:
     vocab.update({f"w{index}": index for index in range(len(SPECIAL_TOKENS), 259)})
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS[0]))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        additional_special_tokens=SPECIAL_TOKENS,
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
+    return chatml_tokenizer(backend)
 
 
 @pytest.fixture(scope="module")

@@ -51,17 +51,18 @@ def transfer_token_rewards(
     moved = torch.zeros(len(target_ids), dtype=torch.float64)
     text_holders = target_spells.nonzero().flatten()  # targets spelling text: their ends strictly increase
     empty_targets = (~target_spells).nonzero().flatten()
+    holder_ends, empty_ends = target_ends[text_holders], target_ends[empty_targets]
     for end, spells, reward in zip(source_ends.tolist(), source_spells.tolist(), source_rewards):
         if spells:
-            holder = int(torch.searchsorted(target_ends[text_holders], end - 1, right=True))
+            holder = int(torch.searchsorted(holder_ends, end - 1, right=True))
             if holder < len(text_holders):
                 moved[text_holders[holder]] += reward
             continue
-        later_empty = empty_targets[target_ends[empty_targets] >= end]
+        later_empty = empty_targets[empty_ends >= end]
         if len(later_empty):
             moved[later_empty[0]] += reward
         elif len(target_ids):
-            earlier_text = text_holders[target_ends[text_holders] <= end]
+            earlier_text = text_holders[holder_ends <= end]
             moved[earlier_text[-1] if len(earlier_text) else len(target_ids) - 1] += reward
     return moved.tolist()
 

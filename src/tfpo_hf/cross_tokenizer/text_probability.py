@@ -116,7 +116,7 @@ class TextPrefixModel:
     def _expand(self, text: bytes) -> tuple[float, list[Hypothesis], list[Hypothesis]]:
         """log Q(text) from the kept paths, with the paths it passes through past the current text: those ending
         inside the new bytes (interior) and those ending exactly at the end of `text`."""
-        terms: list[torch.Tensor] = []
+        terms: list[float] = []
         interior: list[Hypothesis] = []
         exact_ends: list[Hypothesis] = []
         level = [hypothesis for hypothesis in self.hypotheses if hypothesis.end < len(text)]
@@ -126,10 +126,9 @@ class TextPrefixModel:
             for hypothesis in level:
                 logprobs = self._logprobs[hypothesis.path]
                 rest = text[hypothesis.end :]
-                start, end = self.token_bytes.prefix_range(rest)
-                if end > start:
-                    covering = logprobs[self.token_bytes.order[start:end]]
-                    terms.append(hypothesis.log_prob + torch.logsumexp(covering, dim=0))
+                covering = self._log_mass(logprobs, rest)
+                if covering > float("-inf"):
+                    terms.append(hypothesis.log_prob + covering)
                 for length in range(1, min(len(rest), self.token_bytes.max_length + 1)):
                     if hypothesis.end + length <= len(self.text):
                         continue  # a path ending inside the current text: already a hypothesis (or pruned)
@@ -146,7 +145,9 @@ class TextPrefixModel:
                     )
             level = self._most_probable(next_level)
             interior.extend(level)
-        log_prefix_prob = float(torch.logsumexp(torch.stack(terms), dim=0)) if terms else float("-inf")
+        log_prefix_prob = (
+            float(torch.logsumexp(torch.tensor(terms, dtype=torch.float64), dim=0)) if terms else float("-inf")
+        )
         return log_prefix_prob, interior, exact_ends
 
     def _most_probable(self, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
@@ -162,13 +163,18 @@ class TextPrefixModel:
         follows."""
         if hypothesis.end == len(text):
             return hypothesis.log_prob
-        rest = text[hypothesis.end :]
+        reaching_past = self._log_mass(self._logprobs[hypothesis.path], text[hypothesis.end :], past_the_end=True)
+        return hypothesis.log_prob + reaching_past
+
+    def _log_mass(self, logprobs: torch.Tensor, rest: bytes, past_the_end: bool = False) -> float:
+        """log of the probability, under `logprobs` (vocab,), of the tokens whose bytes start with `rest` (with
+        `past_the_end`, only those longer than `rest`); -inf when there are none."""
         start, end = self.token_bytes.prefix_range(rest)
-        start += len(self.token_bytes.ids_spelling(rest))  # sorted first in the range: the tokens equal to `rest`
+        if past_the_end:
+            start += len(self.token_bytes.ids_spelling(rest))  # sorted first in the range: the tokens equal to `rest`
         if end <= start:
             return float("-inf")
-        logprobs = self._logprobs[hypothesis.path]
-        return hypothesis.log_prob + float(torch.logsumexp(logprobs[self.token_bytes.order[start:end]], dim=0))
+        return float(torch.logsumexp(logprobs[self.token_bytes.order[start:end]], dim=0))
 
     def _compute_logprobs(self, paths: list[tuple[int, ...]]) -> None:
         """Run the model once on the paths whose next-token log-probabilities are not known yet."""
