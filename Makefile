@@ -38,7 +38,8 @@ pair: $(STAMP)
 # results/pair_demo/progress (committed), so running it again, in this session or a later one, picks up from there.
 pair-demo: pair
 	$(BIN)/tfpo-hf demo --pair qwen2.5-coder --patient_dtype float32 --ablation false --choose_guidance_beta true \
-		--learning_rate 2e-4 --frontier_betas 1 2 4 8 --frontier_dpo_betas 0.5 --output_dir results/pair_demo --resume true
+		--learning_rate 2e-4 --frontier_betas 1 2 4 8 --frontier_dpo_betas 0.5 --cross_family_doctor smollm2 \
+		--output_dir results/pair_demo --resume true
 
 # The same across the pair on the code task (small Python functions, hidden test cases), kept in results/pair_code.
 pair-code-demo: pair

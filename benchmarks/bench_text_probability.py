@@ -5,12 +5,16 @@ doctor's tokenizations. `TextPrefixModel` computes it exactly (every token path 
 or with a beam of the most probable paths. Here the doctor (the embedded SmolLM2-135M-Instruct) reads responses
 written by another family's patient (Qwen2.5-Coder-1.5B's samples from `make pair-demo`), cut at the patient's token
 boundaries: at each boundary within the first `--max-bytes` bytes of a response, the doctor's log-probability of the
-patient's next token's text, exact and with each beam size, is the error measured (nats). The doctor reads the
-prompt through its own chat template.
+patient's next token's text, exact and with each beam size, is the error measured (nats); so is the aligned reading
+that `DoctorLogitsProcessor` uses by default (`AlignedTextModel`: one doctor path, a piece that is one doctor token
+scored as that token), whose difference to the exact marginal is part of its definition, not only an approximation.
+The doctor reads the prompt through its own chat template.
 
     python benchmarks/bench_text_probability.py --records results/text_probability/records.jsonl  # resumable
     python benchmarks/bench_text_probability.py --responses 20 --max-bytes 16
     python benchmarks/bench_text_probability.py --smoke            # tiny random model, tiny tokenizers: seconds
+    python benchmarks/bench_text_probability.py --responses 12 --doctor results/pair_demo/cross_family_doctor \
+        --records results/text_probability/doctor_records.jsonl --ratio-to results/text_probability/records.jsonl
 
 The exact value needs a forward at every token path that can still spell what follows (about 87 per context at 12
 bytes on this pair, 130 at 16); each response's record is appended to `--records` as soon as it is measured, so an
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from tfpo_hf.cross_tokenizer import PromptedPaths, TextPrefixModel, TokenBytes
+from tfpo_hf.cross_tokenizer import AlignedTextModel, PromptedPaths, TextPrefixModel, TokenBytes
 
 
 PAIR_SAMPLES = Path("results/pair_demo/progress/generations/evaluation/patient_sampling_.json")
@@ -46,11 +50,43 @@ def boundaries(text: str, patient_tokenizer, patient_bytes: TokenBytes, max_byte
     return pieces
 
 
-def measure_response(doctor, doctor_bytes, doctor_tokenizer, pieces, prompt, beam_sizes) -> dict:
-    """One response: per beam size (and exact, "exact"), the log-probability of each piece, forwards and seconds."""
+def prompt_ids_of(doctor_tokenizer, prompt) -> list[int]:
     prompt_text = doctor_tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    prompt_ids = doctor_tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    record = {}
+    return doctor_tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+
+
+class CountedPaths:
+    """A `PromptedPaths` counting the token rows it runs: paths past its committed path, and committed tokens."""
+
+    def __init__(self, paths: PromptedPaths) -> None:
+        self.paths, self.forwards = paths, 0
+
+    def __call__(self, batch):
+        self.forwards += sum(len(path) > len(self.paths.committed) for path in batch)
+        return self.paths(batch)
+
+    def commit(self, path) -> None:
+        self.forwards += len(path) - len(self.paths.committed)
+        self.paths.commit(path)
+
+
+def measure_aligned(doctor, doctor_bytes, doctor_tokenizer, pieces, prompt) -> dict:
+    """The aligned reading (`DoctorLogitsProcessor`'s default, beam 4 for split pieces): the log-probability of each
+    piece, forwards and seconds."""
+    paths = CountedPaths(PromptedPaths(doctor, prompt_ids_of(doctor_tokenizer, prompt)))
+    model = AlignedTextModel(doctor_bytes, paths, beam_size=4)
+    started, values = time.perf_counter(), []
+    for piece in pieces:
+        values.append(float(model.log_probs([piece])[0]))
+        model.advance(piece)
+    return {"log_probs": values, "forwards": paths.forwards, "seconds": time.perf_counter() - started}
+
+
+def measure_response(doctor, doctor_bytes, doctor_tokenizer, pieces, prompt, beam_sizes) -> dict:
+    """One response: per beam size (and exact, "exact"), the log-probability of each piece, forwards and seconds;
+    the same for the aligned reading ("aligned")."""
+    prompt_ids = prompt_ids_of(doctor_tokenizer, prompt)
+    record = {"aligned": measure_aligned(doctor, doctor_bytes, doctor_tokenizer, pieces, prompt)}
     for beam in (None, *beam_sizes):
         forward = PromptedPaths(doctor, prompt_ids)
         forwards = 0
@@ -81,6 +117,15 @@ def measure(doctor, doctor_tokenizer, patient_tokenizer, samples, max_bytes, bea
     records = []
     if records_path is not None and records_path.exists():
         records = [json.loads(line) for line in records_path.read_text().splitlines() if line.strip()]
+    for record in records:  # responses measured before the aligned reading existed
+        if "aligned" not in record:
+            prompt = samples[record["index"]][0]
+            pieces = [bytes.fromhex(piece) for piece in record["pieces"]]
+            record["aligned"] = measure_aligned(doctor, doctor_bytes, doctor_tokenizer, pieces, prompt)
+    if records_path is not None and records:  # atomically: the records are the run's results
+        staging = records_path.with_suffix(".tmp")
+        staging.write_text("".join(json.dumps(record) + "\n" for record in records))
+        staging.replace(records_path)
     done = {record["index"] for record in records}
     for index, (prompt, response) in enumerate(samples):
         if index in done:
@@ -101,7 +146,7 @@ def report(records: list, beam_sizes) -> None:
     contexts = len(exact)
     print(f"{contexts} contexts; mean exact log p(next patient token's text) = {statistics.fmean(exact):.3f} nats")
     print(f"{'beam':>6} {'mean |err|':>11} {'p95 |err|':>10} {'max |err|':>10} {'forwards/ctx':>13} {'s/ctx':>8}")
-    for beam in ("exact", *map(str, beam_sizes)):
+    for beam in ("exact", *map(str, beam_sizes), "aligned"):
         errors = sorted(
             abs(value - reference)
             for record in records
@@ -114,6 +159,22 @@ def report(records: list, beam_sizes) -> None:
             f"{beam:>6} {statistics.fmean(errors):>11.2e} {p95:>10.2e} {errors[-1]:>10.2e} "
             f"{forwards:>13.1f} {seconds:>8.3f}"
         )
+
+
+def ratio_records(records: list, reference: dict) -> list:
+    """Records of log p_doctor - log p_reference per context, for the responses both hold (same pieces)."""
+    ratios = []
+    for record in records:
+        other = reference.get(record["index"])
+        if other is None or other["pieces"] != record["pieces"]:
+            continue
+        ratio = {"index": record["index"]}
+        for reading in ("exact", *map(str, BEAM_SIZES), "aligned"):
+            values = [a - b for a, b in zip(record[reading]["log_probs"], other[reading]["log_probs"])]
+            ratio[reading] = {key: record[reading][key] + other[reading][key] for key in ("forwards", "seconds")}
+            ratio[reading]["log_probs"] = values
+        ratios.append(ratio)
+    return ratios
 
 
 def smoke_setup():
@@ -134,6 +195,10 @@ def real_setup(args):
     from tfpo_hf.utils.coder_pair import PATIENT, packaged_checkpoint
 
     doctor, doctor_tokenizer = load_default_patient()
+    if args.doctor is not None:  # a trained doctor of SmolLM2 (its adapter merged)
+        from tfpo_hf import DoctorModel
+
+        doctor = DoctorModel.from_pretrained(args.doctor).pretrained_model.merge_and_unload()
     patient_tokenizer = AutoTokenizer.from_pretrained(packaged_checkpoint(PATIENT))  # make pair
     record = json.loads(Path(args.samples).read_text())
     samples = [  # every seed's samples, seed after seed (a record's index stays its sample's)
@@ -156,6 +221,12 @@ def main() -> None:
     parser.add_argument(
         "--records", default=None, help="a JSON-lines file: one record per response, appended as measured (resumes)"
     )
+    parser.add_argument("--doctor", default=None, help="a trained LoRA doctor of SmolLM2 read instead of SmolLM2")
+    parser.add_argument(
+        "--ratio-to",
+        default=None,
+        help="the records of the doctor's reference (SmolLM2): also report the errors of the log-ratio (guidance)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     doctor, doctor_tokenizer, patient_tokenizer, samples = smoke_setup() if args.smoke else real_setup(args)
@@ -166,6 +237,12 @@ def main() -> None:
         doctor, doctor_tokenizer, patient_tokenizer, samples, args.max_bytes, BEAM_SIZES, records_path=records_path
     )
     report(records, BEAM_SIZES)
+    if args.ratio_to:
+        print("\nthe log-ratio to the reference's records (what ratio guidance adds), against its exact value:")
+        reference = {
+            json.loads(line)["index"]: json.loads(line) for line in Path(args.ratio_to).read_text().splitlines()
+        }
+        report(ratio_records(records, reference), BEAM_SIZES)
 
 
 if __name__ == "__main__":

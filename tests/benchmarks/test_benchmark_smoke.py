@@ -22,6 +22,7 @@ SMOKE_FLAG = re.compile(r"""["']--smoke["']|^\s*smoke\s*:\s*bool\b""", re.MULTIL
 # Scripts that must have one; any other script with the flag runs too.
 REQUIRED = (
     "bench_capture.py",
+    "bench_cross_tokenizer.py",
     "bench_generate.py",
     "bench_import.py",
     "bench_pair.py",

@@ -3,10 +3,11 @@
 import math
 
 import pytest
-import torch
 
 from tfpo_hf.cross_tokenizer import TextPrefixModel, TokenBytes
 from tfpo_hf.testing import tiny_bpe_tokenizer, tiny_causal_lm, tiny_tokenizer
+
+from . import brute_force
 
 
 PROMPT = (1, 5, 9)
@@ -14,49 +15,6 @@ PROMPT = (1, 5, 9)
 
 def model_for(tokenizer, seed=0):
     return tiny_causal_lm(vocab_size=len(tokenizer), seed=seed, logit_scale=3.0).double()
-
-
-def next_token_logprobs_of(model):
-    """One forward per path over prompt + path (no cache): the plain reference the model is queried through."""
-
-    def next_token_logprobs(paths):
-        with torch.no_grad():
-            rows = [model(torch.tensor([PROMPT + path])).logits[0, -1].log_softmax(-1) for path in paths]
-        return torch.stack(rows)
-
-    return next_token_logprobs
-
-
-def sequence_log_prob(model, path):
-    with torch.no_grad():
-        logprobs = model(torch.tensor([PROMPT + path])).logits[0].log_softmax(-1)
-    return sum(float(logprobs[len(PROMPT) - 1 + position, token]) for position, token in enumerate(path))
-
-
-def brute_force_prefix_prob(model, by_id, text):
-    """Q(text): every path whose earlier tokens spell a strict prefix of `text` and whose last token reaches past
-    its end, each scored by a forward over the whole path."""
-    if not text:
-        return 1.0
-    total = 0.0
-    stack = [((), b"")]
-    while stack:
-        path, spelled = stack.pop()
-        for token, spelling in enumerate(by_id):
-            if not spelling:
-                continue
-            longer = spelled + spelling
-            if longer.startswith(text):
-                total += math.exp(sequence_log_prob(model, path + (token,)))
-            elif text.startswith(longer):
-                stack.append((path + (token,), longer))
-    return total
-
-
-def brute_force_log_prob(model, by_id, text, continuation):
-    return math.log(brute_force_prefix_prob(model, by_id, text + continuation)) - math.log(
-        brute_force_prefix_prob(model, by_id, text)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -77,24 +35,28 @@ CASES = [
 @pytest.mark.parametrize(("text", "continuations"), CASES)
 def test_exact_log_probs_match_the_brute_force(bpe, text, continuations):
     token_bytes, model = bpe
-    text_model = TextPrefixModel(token_bytes, next_token_logprobs_of(model))
+    text_model = TextPrefixModel(token_bytes, brute_force.next_token_logprobs_of(model, PROMPT))
     text_model.advance(text) if text else None
     got = text_model.log_probs(continuations)
-    expected = [brute_force_log_prob(model, token_bytes.by_id, text, piece) for piece in continuations]
+    expected = [
+        brute_force.brute_force_log_prob(model, PROMPT, token_bytes.by_id, text, piece) for piece in continuations
+    ]
     assert got.tolist() == pytest.approx(expected, abs=1e-9)
 
 
 def test_advancing_piece_by_piece_equals_advancing_at_once(bpe):
     token_bytes, model = bpe
     text = b"the caf" + "é".encode()
-    by_pieces = TextPrefixModel(token_bytes, next_token_logprobs_of(model))
+    by_pieces = TextPrefixModel(token_bytes, brute_force.next_token_logprobs_of(model, PROMPT))
     for piece in (b"th", b"e c", b"a", b"f\xc3", b"\xa9"):
         by_pieces.advance(piece)
-    at_once = TextPrefixModel(token_bytes, next_token_logprobs_of(model))
+    at_once = TextPrefixModel(token_bytes, brute_force.next_token_logprobs_of(model, PROMPT))
     at_once.advance(text)
     continuations = [b" ", b",", b" cat"]
     assert by_pieces.log_probs(continuations).tolist() == pytest.approx(at_once.log_probs(continuations).tolist())
-    expected = [brute_force_log_prob(model, token_bytes.by_id, text, piece) for piece in continuations]
+    expected = [
+        brute_force.brute_force_log_prob(model, PROMPT, token_bytes.by_id, text, piece) for piece in continuations
+    ]
     assert by_pieces.log_probs(continuations).tolist() == pytest.approx(expected, abs=1e-9)
 
 
@@ -102,20 +64,26 @@ def test_with_one_token_per_byte_the_text_probability_is_the_chain_rule():
     tokenizer = tiny_tokenizer()
     token_bytes = TokenBytes.from_tokenizer(tokenizer)
     model = model_for(tokenizer)
-    text_model = TextPrefixModel(token_bytes, next_token_logprobs_of(model), beam_size=1)
+    text_model = TextPrefixModel(token_bytes, brute_force.next_token_logprobs_of(model, PROMPT), beam_size=1)
     text_model.advance(b"ab")
     ids = [token_bytes.ids_spelling(bytes([byte]))[0] for byte in b"abcd"]
-    expected = sequence_log_prob(model, tuple(ids)) - sequence_log_prob(model, tuple(ids[:2]))
+    expected = brute_force.sequence_log_prob(model, PROMPT, tuple(ids)) - brute_force.sequence_log_prob(
+        model, PROMPT, tuple(ids[:2])
+    )
     assert float(text_model.log_probs([b"cd"])[0]) == pytest.approx(expected, abs=1e-9)
 
 
 def test_a_wide_beam_is_exact_and_a_narrow_one_is_not(bpe):
     token_bytes, model = bpe
     text, continuations = b"the ca", [b"t", b"ts sat"]
-    exact = [brute_force_log_prob(model, token_bytes.by_id, text, piece) for piece in continuations]
+    exact = [
+        brute_force.brute_force_log_prob(model, PROMPT, token_bytes.by_id, text, piece) for piece in continuations
+    ]
     results = {}
     for beam_size in (1, 10_000):
-        text_model = TextPrefixModel(token_bytes, next_token_logprobs_of(model), beam_size=beam_size)
+        text_model = TextPrefixModel(
+            token_bytes, brute_force.next_token_logprobs_of(model, PROMPT), beam_size=beam_size
+        )
         text_model.advance(text)
         results[beam_size] = text_model.log_probs(continuations).tolist()
     assert results[10_000] == pytest.approx(exact, abs=1e-9)
@@ -125,7 +93,7 @@ def test_a_wide_beam_is_exact_and_a_narrow_one_is_not(bpe):
 def test_an_empty_continuation_has_log_probability_zero_and_an_unspellable_one_minus_infinity(bpe):
     token_bytes, model = bpe
     partial = TokenBytes(tuple(spelling if spelling != b"!" else b"" for spelling in token_bytes.by_id))
-    text_model = TextPrefixModel(partial, next_token_logprobs_of(model))
+    text_model = TextPrefixModel(partial, brute_force.next_token_logprobs_of(model, PROMPT))
     text_model.advance(b"the")
     got = text_model.log_probs([b"", b"!"])
     assert got[0] == 0.0 and got[1] == float("-inf")
@@ -136,7 +104,7 @@ def test_an_empty_continuation_has_log_probability_zero_and_an_unspellable_one_m
 def test_each_path_is_run_once(bpe):
     token_bytes, model = bpe
     seen = []
-    reference = next_token_logprobs_of(model)
+    reference = brute_force.next_token_logprobs_of(model, PROMPT)
 
     def counting(paths):
         seen.extend(paths)
@@ -156,7 +124,7 @@ def test_beam_size_must_be_positive(bpe):
 
 def test_a_narrow_beam_keeps_a_path_that_can_go_on_with_any_text(bpe):
     token_bytes, model = bpe
-    text_model = TextPrefixModel(token_bytes, next_token_logprobs_of(model), beam_size=1)
+    text_model = TextPrefixModel(token_bytes, brute_force.next_token_logprobs_of(model, PROMPT), beam_size=1)
     for piece in (b"th", b"e", b" ", b"ca", b"t", b"s s", b"at", b" on"):
         assert math.isfinite(float(text_model.log_probs([piece])[0]))
         text_model.advance(piece)

@@ -20,6 +20,7 @@ most probable paths only (the stated approximation, measured against the exact v
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -78,12 +79,20 @@ class TextPrefixModel:
         self._logprobs: dict[tuple[int, ...], torch.Tensor] = {}
         self._log_prefix_prob = 0.0
 
+    def copy(self, next_token_logprobs: NextTokenLogprobs) -> TextPrefixModel:
+        """An independent copy reading `next_token_logprobs` (a copy of this one's: a beam branching off)."""
+        twin = copy.copy(self)
+        twin.next_token_logprobs = next_token_logprobs
+        twin.hypotheses = list(self.hypotheses)
+        twin._logprobs = dict(self._logprobs)
+        return twin
+
     def log_probs(self, continuations: Sequence[bytes]) -> torch.Tensor:
         """log Q(text + s) - log Q(text) for each continuation s, shape (len(continuations),); -inf where the
         model cannot write s (no token path spells it), 0 for `b""`."""
+        expanded = iter(self._expand_all([self.text + piece for piece in continuations if piece]))
         log_prefix_probs = torch.tensor(
-            [self._expand(self.text + piece)[0] if piece else self._log_prefix_prob for piece in continuations],
-            dtype=torch.float64,
+            [next(expanded)[0] if piece else self._log_prefix_prob for piece in continuations], dtype=torch.float64
         )
         return log_prefix_probs - self._log_prefix_prob
 
@@ -107,48 +116,85 @@ class TextPrefixModel:
             kept[-1] = ending_here[0]
         self.text = text
         self.hypotheses = [hypothesis for _, hypothesis in kept]
-        self._log_prefix_prob = float(
-            torch.logsumexp(torch.tensor([share for share, _ in kept], dtype=torch.float64), dim=0)
-        )
+        self._log_prefix_prob = _log_sum([share for share, _ in kept])
         live = {hypothesis.path for hypothesis in self.hypotheses}
         self._logprobs = {path: logprobs for path, logprobs in self._logprobs.items() if path in live}
+
+    def log_stop_probs(self, token_ids: Sequence[int]) -> torch.Tensor:
+        """For tokens spelling no text (an end of turn): the log-probability that the model writes each of them
+        right after the text, shape (len(token_ids),): the paths ending at the text's end, times their probability
+        of the token, over Q(text)."""
+        ending = [hypothesis for hypothesis in self.hypotheses if hypothesis.end == len(self.text)]
+        if not ending or not token_ids:
+            return torch.full((len(token_ids),), float("-inf"), dtype=torch.float64)
+        self._compute_logprobs([hypothesis.path for hypothesis in ending])
+        ids = list(token_ids)
+        joint = torch.stack([hypothesis.log_prob + self._logprobs[hypothesis.path][ids] for hypothesis in ending])
+        return torch.logsumexp(joint, dim=0) - self._log_prefix_prob
+
+    def advance_token(self, token_id: int) -> None:
+        """Append a token that spells no text (a special token): the paths ending at the text's end go on with it;
+        the others cannot have it inside a piece of text and are dropped."""
+        ending = [hypothesis for hypothesis in self.hypotheses if hypothesis.end == len(self.text)]
+        self._compute_logprobs([hypothesis.path for hypothesis in ending])
+        extended = [
+            Hypothesis(hypothesis.path + (token_id,), hypothesis.end, hypothesis.log_prob + float(logprobs[token_id]))
+            for hypothesis in ending
+            for logprobs in [self._logprobs[hypothesis.path]]
+        ]
+        extended = [hypothesis for hypothesis in extended if hypothesis.log_prob > float("-inf")]
+        if not extended:
+            raise ValueError(f"This model cannot write token {token_id} after {self.text!r}.")
+        self.hypotheses = self._most_probable(extended)
+        self._log_prefix_prob = _log_sum([hypothesis.log_prob for hypothesis in self.hypotheses])
+        self._logprobs = {}
 
     def _expand(self, text: bytes) -> tuple[float, list[Hypothesis], list[Hypothesis]]:
         """log Q(text) from the kept paths, with the paths it passes through past the current text: those ending
         inside the new bytes (interior) and those ending exactly at the end of `text`."""
-        terms: list[float] = []
-        interior: list[Hypothesis] = []
-        exact_ends: list[Hypothesis] = []
-        level = [hypothesis for hypothesis in self.hypotheses if hypothesis.end < len(text)]
-        while level:
-            self._compute_logprobs([hypothesis.path for hypothesis in level])
-            next_level = []
-            for hypothesis in level:
-                logprobs = self._logprobs[hypothesis.path]
-                rest = text[hypothesis.end :]
-                covering = self._log_mass(logprobs, rest)
-                if covering > float("-inf"):
-                    terms.append(hypothesis.log_prob + covering)
-                for length in range(1, min(len(rest), self.token_bytes.max_length + 1)):
-                    if hypothesis.end + length <= len(self.text):
-                        continue  # a path ending inside the current text: already a hypothesis (or pruned)
-                    for token in self.token_bytes.ids_spelling(rest[:length]):
-                        child = Hypothesis(
+        return self._expand_all([text])[0]
+
+    def _expand_all(self, texts: Sequence[bytes]) -> list[tuple[float, list[Hypothesis], list[Hypothesis]]]:
+        """`_expand` of each text, level by level for all of them at once: one batch of forwards per level."""
+        expansions = [([], [], []) for _ in texts]  # per text: Q's terms, interior paths, paths ending at its end
+        levels = [[hypothesis for hypothesis in self.hypotheses if hypothesis.end < len(text)] for text in texts]
+        while any(levels):
+            self._compute_logprobs([hypothesis.path for level in levels for hypothesis in level])
+            for index, (text, level) in enumerate(zip(texts, levels)):
+                terms, interior, exact_ends = expansions[index]
+                for hypothesis in level:
+                    logprobs = self._logprobs[hypothesis.path]
+                    rest = text[hypothesis.end :]
+                    covering = self._log_mass(logprobs, rest)
+                    if covering > float("-inf"):
+                        terms.append(hypothesis.log_prob + covering)
+                    for token in self.token_bytes.ids_spelling(rest):
+                        log_prob = hypothesis.log_prob + float(logprobs[token])
+                        exact_ends.append(Hypothesis(hypothesis.path + (token,), len(text), log_prob))
+                levels[index] = self._most_probable(self._children(level, text))
+                interior.extend(levels[index])
+        return [(_log_sum(terms), interior, exact_ends) for terms, interior, exact_ends in expansions]
+
+    def _children(self, level: list[Hypothesis], text: bytes) -> list[Hypothesis]:
+        """The paths one token longer than those of `level` (whose next-token log-probabilities are known) that end
+        inside `text`, past the current text (those ending inside the current text are hypotheses already, or
+        pruned)."""
+        children = []
+        for hypothesis in level:
+            logprobs = self._logprobs[hypothesis.path]
+            rest = text[hypothesis.end :]
+            for length in range(1, min(len(rest), self.token_bytes.max_length + 1)):
+                if hypothesis.end + length <= len(self.text):
+                    continue
+                for token in self.token_bytes.ids_spelling(rest[:length]):
+                    children.append(
+                        Hypothesis(
                             hypothesis.path + (token,),
                             hypothesis.end + length,
                             hypothesis.log_prob + float(logprobs[token]),
                         )
-                        next_level.append(child)
-                for token in self.token_bytes.ids_spelling(rest):
-                    exact_ends.append(
-                        Hypothesis(hypothesis.path + (token,), len(text), hypothesis.log_prob + float(logprobs[token]))
                     )
-            level = self._most_probable(next_level)
-            interior.extend(level)
-        log_prefix_prob = (
-            float(torch.logsumexp(torch.tensor(terms, dtype=torch.float64), dim=0)) if terms else float("-inf")
-        )
-        return log_prefix_prob, interior, exact_ends
+        return children
 
     def _most_probable(self, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
         """The `beam_size` most probable paths (all of them when exact)."""
@@ -182,3 +228,10 @@ class TextPrefixModel:
         if missing:
             for path, logprobs in zip(missing, self.next_token_logprobs(missing)):
                 self._logprobs[path] = logprobs.double()  # sums of many small terms: kept in float64
+
+
+def _log_sum(log_values: list[float]) -> float:
+    """log of the sum of the exp of `log_values` (-inf for none)."""
+    if not log_values:
+        return float("-inf")
+    return float(torch.logsumexp(torch.tensor(log_values, dtype=torch.float64), dim=0))

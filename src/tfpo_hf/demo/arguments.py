@@ -10,6 +10,7 @@ from ..utils.coder_pair import DOCTOR, PAIR_NAME, PATIENT
 from .tasks import TASKS, DemoTask
 
 
+EMBEDDED_DOCTOR = "smollm2"  # --cross_family_doctor's name for the embedded SmolLM2-135M-Instruct
 DPO_BETA = 0.1  # TRL's DPOConfig default: the strength of the main DPO rows
 DEMO_LEARNING_RATE = 5e-4  # measured with the betas on the validation prompts: docs/results.md
 DOCTOR_LAYERS_HELP = (
@@ -48,6 +49,11 @@ class DemoArguments:
         "Hub id or folder of the model the doctors start from, sharing the patient's tokenizer (default: a copy of "
         "the patient). A smaller model makes a weak-to-strong run: its doctors steer the patient against their "
         "initial weights, and the report adds that model alone, DPO on it and DPO-LoRA on the patient.",
+    )
+    cross_family_doctor: str | None = option(
+        None,
+        "Also train and evaluate an LLMdoctor of another family than the patient's, with another tokenizer (guided "
+        f"across tokenizers): {EMBEDDED_DOCTOR!r} for the embedded SmolLM2-135M-Instruct, or a Hub id or folder.",
     )
     resume: bool = option(
         False,

@@ -26,6 +26,8 @@ class DemoContext:
     judge: Callable[[str], float]
     output_dir: Path
     doctor_base: PreTrainedModel | None = None  # what the doctors start from, when not a copy of the patient
+    cross_family_base: PreTrainedModel | None = None  # what the doctor of another family starts from
+    cross_family_tokenizer: PreTrainedTokenizerBase | None = None  # its tokenizer (not the patient's)
     progress: RunProgress | None = None  # the finished steps, for a resumed run
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step, in run order
     training_logs: dict[str, list] = field(default_factory=dict)  # log history per trained method
@@ -33,8 +35,8 @@ class DemoContext:
     @classmethod
     def load(cls, args: DemoArguments) -> DemoContext:
         """Create the report directory, then load the judge, the patient (the embedded SmolLM2 by default, the
-        packaged pair's 1.5B with `pair`) in the decoding dtype and the doctors' base in float32 (timed as "load
-        models")."""
+        packaged pair's 1.5B with `pair`) in the decoding dtype, the doctors' base and the base of the doctor of
+        another family (with its tokenizer) in float32 (timed as "load models")."""
         from ..evaluation import get_judge
         from ..utils.embedded_patient import DTYPES, load_patient
 
@@ -54,6 +56,11 @@ class DemoContext:
             if args.weak_to_strong:
                 doctor_base = load_patient(args.doctor_base)[0]
         context = cls(args, patient, tokenizer, judge, output_dir, doctor_base)
+        if args.cross_family_doctor is not None:
+            from .arguments import EMBEDDED_DOCTOR
+
+            name = None if args.cross_family_doctor == EMBEDDED_DOCTOR else args.cross_family_doctor
+            context.cross_family_base, context.cross_family_tokenizer = load_patient(name)
         context.timings["load models"] = time.perf_counter() - clock
         return context
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from datasets import Dataset
 from transformers import PreTrainedModel, set_seed
 
+from ..cross_tokenizer.reward_transfer import retokenize_for_doctor
 from ..doctor.modeling import DoctorModel
 from ..training.baselines import TrajectoryBTTrainer
 from ..training.config import TFPOConfig
@@ -38,6 +39,7 @@ LITERAL, LITERAL_BETA = "LLMdoctor, literal flow", 1.0  # the paper-literal abla
 GENARM = "GenARM-style"
 DPO = "DPO (TRL, LoRA)"
 WEAK_DPO = "DPO on the doctors' base (TRL, LoRA)"  # weak-to-strong runs: the weak model aligned
+CROSS_FAMILY = "LLMdoctor, doctor of another family"  # --cross_family_doctor: another tokenizer than the patient's
 
 
 @dataclass
@@ -49,11 +51,15 @@ class DoctorFamily:
     folder: str
     trainer_class: type
     overrides: dict = field(default_factory=dict)
+    other_family: bool = False  # starts from `--cross_family_doctor`, with its own tokenizer
 
 
 def doctor_families(args: DemoArguments) -> list[DoctorFamily]:
-    """LLMdoctor, then the paper-literal ablation and the GenARM-style baseline when asked for."""
+    """LLMdoctor, then the doctor of another family, the paper-literal ablation and the GenARM-style baseline when
+    asked for."""
     families = [DoctorFamily("LLMdoctor", "doctor", TFPOTrainer)]
+    if args.cross_family_doctor is not None:
+        families.append(DoctorFamily(CROSS_FAMILY, "cross_family_doctor", TFPOTrainer, other_family=True))
     if args.ablation:
         families.append(DoctorFamily(LITERAL, "literal_doctor", TFPOTrainer, {"flow_reference": "none"}))
     if args.baselines:
@@ -61,10 +67,12 @@ def doctor_families(args: DemoArguments) -> list[DoctorFamily]:
     return families
 
 
-def make_doctor(context: DemoContext) -> tuple[DoctorModel, object | None]:
+def make_doctor(context: DemoContext, family: DoctorFamily) -> tuple[DoctorModel, object | None]:
     """The doctor and its PEFT config, as `tfpo-hf train` makes them with its defaults: LoRA on a whole copy of the
-    patient, or of the doctors' base in a weak-to-strong run; a truncated copy of the patient (`doctor_layers > 0`)
-    trained in full; float32 either way."""
+    patient, of the doctors' base in a weak-to-strong run, or of the base of another family; a truncated copy of the
+    patient (`doctor_layers > 0`) trained in full; float32 either way."""
+    if family.other_family:
+        return DoctorModel(copy.deepcopy(context.cross_family_base).float()), default_peft_config(whole_copy=True)
     if context.doctor_base is not None:
         return DoctorModel(copy.deepcopy(context.doctor_base).float()), default_peft_config(whole_copy=True)
     layers = context.args.doctor_layers
@@ -113,14 +121,19 @@ def train_doctor(context: DemoContext, family: DoctorFamily, scored: Dataset) ->
         return folder
     with context.timed(f"{family.name} training"):
         set_seed(args.seed)  # its initial weights (LoRA, value head) must not depend on what ran before it
-        doctor, peft_config = make_doctor(context)
+        doctor, peft_config = make_doctor(context, family)
+        config = training_config(args, output_dir / "runs" / family.folder, **family.overrides)
+        tokenizer = context.cross_family_tokenizer if family.other_family else context.tokenizer
+        if family.other_family:  # the patient's rewards, moved onto the doctor's tokens
+            scored = retokenize_for_doctor(scored, context.tokenizer, tokenizer, config.to_token_reward_config())
         trainer = family.trainer_class(
             doctor,
-            args=training_config(args, output_dir / "runs" / family.folder, **family.overrides),
+            args=config,
             train_dataset=scored,
-            processing_class=context.tokenizer,
+            processing_class=tokenizer,
             peft_config=peft_config,
             patient_model=context.patient,  # recorded in doctor_config.json (the pairs are scored already)
+            patient_processing_class=context.tokenizer,
         )
         trainer.train()
         trainer.save_model(str(folder))
@@ -128,13 +141,14 @@ def train_doctor(context: DemoContext, family: DoctorFamily, scored: Dataset) ->
     return folder
 
 
-def load_for_decoding(context: DemoContext, path: Path) -> DoctorModel:
+def load_for_decoding(context: DemoContext, path: Path, other_family: bool = False) -> DoctorModel:
     """The saved doctor in the decoding dtype. A copy of the patient's LoRA adapter is merged into its weights: on a
     CPU in bfloat16 the unmerged low-rank products cost more than the rest of the doctor (docs/results.md), and its
-    reference is the patient. A weak-to-strong doctor keeps its adapter: its reference is its own base, whose rows
-    share the adapter's forward (the recorded guidance applies either way: `doctor_config` is kept)."""
+    reference is the patient. A weak-to-strong doctor, or one of another family, keeps its adapter: its reference is
+    its own base, whose rows share the adapter's forward (the recorded guidance applies either way: `doctor_config`
+    is kept)."""
     doctor = DoctorModel.from_pretrained(path, dtype=DTYPES[context.args.patient_dtype])
-    if has_adapter(doctor.pretrained_model) and not context.args.weak_to_strong:
+    if has_adapter(doctor.pretrained_model) and not (context.args.weak_to_strong or other_family):
         doctor.pretrained_model = doctor.pretrained_model.merge_and_unload()
     return doctor.eval()
 

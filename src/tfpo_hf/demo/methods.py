@@ -16,7 +16,7 @@ from ..evaluation import Method, MethodResult, best_of_n_generate_fn, evaluate_m
 from ..guidance.beta_choice import BetaChoice, choose_beta
 from ..guidance.logits_process import DoctorLogitsProcessor
 from .arguments import DPO_BETA
-from .doctors import GENARM, LITERAL, LITERAL_BETA, dpo_row_name
+from .doctors import CROSS_FAMILY, GENARM, LITERAL, LITERAL_BETA, dpo_row_name
 
 
 if TYPE_CHECKING:
@@ -46,9 +46,12 @@ def unguided_method(context: DemoContext) -> Method:
 
 
 def guided_method(context: DemoContext, name: str, doctor: DoctorModel, beta: float, family: str = "") -> Method:
-    """Sampling from the patient guided by `doctor` at `beta`, with the doctor's recorded guidance (ratio or mix)."""
+    """Sampling from the patient guided by `doctor` at `beta`, with the doctor's recorded guidance (ratio or mix);
+    the doctor of another family reads the conversations in its own tokenizer."""
     patient, tokenizer = context.patient, context.tokenizer
-    factory = lambda: DoctorLogitsProcessor(doctor, betas=beta, tokenizer=tokenizer)  # noqa: E731
+    factory = lambda: DoctorLogitsProcessor(  # noqa: E731
+        doctor, betas=beta, tokenizer=tokenizer, doctor_tokenizers=doctor_tokenizer_of(context, family)
+    )
     generate = patient_generate_fn(patient, tokenizer, batch_size=8, processor_factory=factory, **context.sampling)
     return Method(name, generate, family=family, beta=beta)
 
@@ -73,7 +76,14 @@ def choose_betas(
     return best, results
 
 
-def choose_llmdoctor_beta(context: DemoContext, doctor: DoctorModel, prompts: list) -> float:
+def doctor_tokenizer_of(context: DemoContext, family: str):
+    """The tokenizer of a doctor family's doctor when it is not the patient's (the doctor of another family)."""
+    return context.cross_family_tokenizer if family == CROSS_FAMILY else None
+
+
+def choose_llmdoctor_beta(
+    context: DemoContext, doctor: DoctorModel, prompts: list, family: str = "LLMdoctor"
+) -> float:
     """LLMdoctor's decoding beta: `args.guidance_beta`, or with `args.choose_guidance_beta` the library's rule (`choose_beta`: the best
     judged of `args.guidance_betas` whose distinct-2 stays >= 0.9x the unguided patient's) on the validation
     `prompts`, first seed. The choice is recorded in the saved doctor (`doctor_config.json`), so it decodes with it by
@@ -91,15 +101,18 @@ def choose_llmdoctor_beta(context: DemoContext, doctor: DoctorModel, prompts: li
             betas=args.guidance_betas,
             judge=context.judge,
             seed=args.seeds[0],
+            processor_kwargs={"doctor_tokenizers": doctor_tokenizer_of(context, family)},
             **context.sampling,
         )
         return choice.to_dict()
 
-    recorded = context.progress.json("llmdoctor_beta_choice", measure) if context.progress else measure()
+    other_family = family == CROSS_FAMILY
+    record = "cross_family_beta_choice" if other_family else "llmdoctor_beta_choice"
+    recorded = context.progress.json(record, measure) if context.progress else measure()
     choice = BetaChoice.from_dict(recorded)
     choice.apply_to(doctor.doctor_config)
-    choice.apply_to_folder(context.output_dir / "doctor")
-    print(f"[demo] LLMdoctor beta {choice.beta:g} ({choice.rule})")
+    choice.apply_to_folder(context.output_dir / ("cross_family_doctor" if other_family else "doctor"))
+    print(f"[demo] {family} beta {choice.beta:g} ({choice.rule})")
     return choice.beta
 
 
@@ -111,6 +124,8 @@ def choose_decoding_betas(
     results.md), and the GenARM-style doctor's best of `args.baseline_betas` by judge score (`choose_betas`); returns
     them with the GenARM-style sweep's validation results."""
     betas = {"LLMdoctor": choose_llmdoctor_beta(context, doctors["LLMdoctor"], prompts)}
+    if CROSS_FAMILY in doctors:
+        betas[CROSS_FAMILY] = choose_llmdoctor_beta(context, doctors[CROSS_FAMILY], prompts, CROSS_FAMILY)
     if LITERAL in doctors:
         betas[LITERAL] = LITERAL_BETA
     validation_results = []

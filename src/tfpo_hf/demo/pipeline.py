@@ -27,7 +27,7 @@ from pathlib import Path
 from ..evaluation import Method, evaluate_methods
 from .arguments import DemoArguments
 from .context import DemoContext
-from .doctors import DoctorFamily, load_for_decoding, train_all, train_doctor, train_dpo
+from .doctors import CROSS_FAMILY, DoctorFamily, load_for_decoding, train_all, train_doctor, train_dpo
 from .methods import choose_decoding_betas, evaluated_methods, frontier_methods, guided_method, unguided_method
 from .pairs import build_preference_pairs, score_pairs
 from .progress import RunProgress
@@ -71,8 +71,11 @@ def run_demo(args: DemoArguments) -> Path:
     print(f"[demo] token rewards: {reward_stats['nonzero_fraction']:.1%} non-zero")
     doctor_folders, dpo_models = train_all(context, pairs, scored)
     doctor_base = context.doctor_base.name_or_path if context.doctor_base is not None else None
-    context.doctor_base = None  # trained from; from here on it decodes alone, loaded when its row runs
-    doctors = {name: load_for_decoding(context, folder) for name, folder in doctor_folders.items()}
+    context.doctor_base = context.cross_family_base = None  # trained from; the doctors' base decodes alone later
+    doctors = {
+        name: load_for_decoding(context, folder, other_family=name == CROSS_FAMILY)
+        for name, folder in doctor_folders.items()
+    }
 
     unguided = unguided_method(context)
     with context.timed("beta choice on the validation prompts"):

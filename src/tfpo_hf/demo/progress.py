@@ -17,8 +17,9 @@ from ..utils.files import staged_folder, write_json_atomically
 
 
 SETTINGS_FILE = "settings.json"
-# Where and whether to resume, and the frontier's extra betas (they add methods, they change none already run).
-IGNORED_SETTINGS = ("output_dir", "resume", "frontier_betas", "frontier_dpo_betas")
+# Where and whether to resume, the frontier's extra betas and a doctor of another family (they add methods, they
+# change none already run).
+IGNORED_SETTINGS = ("output_dir", "resume", "frontier_betas", "frontier_dpo_betas", "cross_family_doctor")
 
 
 class RunProgress:

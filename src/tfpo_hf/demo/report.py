@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..evaluation import MethodResult, head_to_head, plot_score_vs_diversity, results_table, write_results_json
 from ..evaluation.report import head_to_head_table, library_versions
-from .doctors import DPO, WEAK_DPO
+from .doctors import CROSS_FAMILY, DPO, WEAK_DPO
 
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 # head to head against DPO on the doctors' base and DPO-LoRA on the patient (issue "Weak-to-strong for real").
 TARGET_WIN_RATE, TARGET_HEAD_TO_HEAD, TARGET_DIVERSITY_RATIO = 0.75, 0.55, 0.9
 WEAK_TO_STRONG_HEAD_TO_HEAD = {WEAK_DPO: 0.60, DPO: 0.50}
+TARGET_CROSS_FAMILY_WIN_RATE = (
+    0.70  # the doctor of another family against the unguided patient (issue "cross-tokenizer")
+)
 
 
 @dataclass
@@ -97,7 +100,24 @@ def target_lines(results: list[MethodResult], weak_to_strong: bool = False) -> l
         f"({doctor.distinct_2:.3f} vs {unguided.distinct_2:.3f}; "
         f"{'met' if ratio >= TARGET_DIVERSITY_RATIO else 'missed'})."
     )
+    if CROSS_FAMILY in by_family:
+        lines += cross_family_lines(by_family[CROSS_FAMILY], doctor, unguided)
     return lines
+
+
+def cross_family_lines(cross: MethodResult, doctor: MethodResult, unguided: MethodResult) -> list[str]:
+    """The doctor of another family: its win rate against the unguided patient (target), head to head against the
+    LLMdoctor of the patient's family (same pairs and budget), and its diversity."""
+    low, high = cross.win_rate_interval
+    rate, h2h_low, h2h_high = head_to_head(cross, doctor)
+    ratio = cross.distinct_2 / max(unguided.distinct_2, 1e-9)
+    return [
+        f"- {CROSS_FAMILY}: win rate against the unguided patient >= {TARGET_CROSS_FAMILY_WIN_RATE}: "
+        f"{cross.win_rate:.2f} [{low:.2f}, {high:.2f}] "
+        f"({'met' if cross.win_rate >= TARGET_CROSS_FAMILY_WIN_RATE else 'missed'}); head to head against "
+        f"LLMdoctor (the patient's family): {rate:.2f} [{h2h_low:.2f}, {h2h_high:.2f}]; distinct-2 {ratio:.2f}x the "
+        "unguided patient's."
+    ]
 
 
 def training_lines(training_logs: dict[str, list]) -> list[str]:

@@ -78,7 +78,8 @@ def patient_generate_fn(
     """A `Method.generate` that runs `model.generate` in left-padded batches through the chat template.
 
     `processor_factory` builds a logits processor (e.g. a `DoctorLogitsProcessor`) once; it is handed each batch's
-    attention mask through `set_attention_mask` when it has one.
+    attention mask through `set_attention_mask`, and its conversations through `set_conversations` (what a doctor
+    of another tokenizer reads), when it has them.
     """
     processor = processor_factory() if processor_factory is not None else None
 
@@ -99,6 +100,8 @@ def patient_generate_fn(
                 if processor is not None:
                     if hasattr(processor, "set_attention_mask"):
                         processor.set_attention_mask(batch["attention_mask"])
+                    if hasattr(processor, "set_conversations"):
+                        processor.set_conversations([chat_prompt(p) for p in prompts[start : start + batch_size]])
                     processors.append(processor)
                 with torch.inference_mode():
                     generated = model.generate(

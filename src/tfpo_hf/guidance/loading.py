@@ -143,10 +143,15 @@ def saved_tokenizer(source: str, hub_lookup: bool, from_pretrained_kwargs: dict)
 
 
 def resolve_references(
-    doctors: list[PreTrainedModel], references, recorded: list[DoctorConfig], tokenizer, from_pretrained_kwargs: dict
+    doctors: list[PreTrainedModel],
+    references,
+    recorded: list[DoctorConfig],
+    tokenizers: list,
+    from_pretrained_kwargs: dict,
 ) -> list:
     """One reference per doctor: `None` (the mix), `"patient"`, `"base"` (a LoRA doctor's base) or a model; `references`
-    is what the caller gave (`None`: each doctor's recorded guidance)."""
+    is what the caller gave (`None`: each doctor's recorded guidance); a reference model is checked against the
+    doctor's entry of `tokenizers` (its own, else the patient's; `None`: unchecked)."""
     if references is None:
         references = [
             (PATIENT if config.guidance_reference == PATIENT else INITIAL) if config.uses_ratio else None
@@ -159,7 +164,7 @@ def resolve_references(
     if len(references) != len(doctors):
         raise ValueError(f"Got {len(references)} references for {len(doctors)} doctors.")
     resolved = []
-    for index, (doctor, config, reference) in enumerate(zip(doctors, recorded, references)):
+    for index, (doctor, config, reference, tokenizer) in enumerate(zip(doctors, recorded, references, tokenizers)):
         if not (reference is None or isinstance(reference, (str, os.PathLike)) or is_causal_lm(reference)):
             raise ValueError(f"`references[{index}]` must be {REFERENCE_KINDS}, got {described(reference)}.")
         if reference in (None, "none"):
@@ -244,7 +249,8 @@ def check_vocabulary(doctor: PreTrainedModel, tokenizer, doctor_tokenizer) -> No
             f"Doctor {name!r} has {vocab_size} vocabulary ids, fewer than the {len(tokenizer)} tokens of the "
             f"patient tokenizer {tokenizer.name_or_path!r}: they cannot share a vocabulary. Pick a doctor of the "
             "patient's model family, which uses its tokenizer (its LM head may be wider than the tokenizer, padded, "
-            "but never narrower)."
+            "but never narrower), or give the doctor's own tokenizer (`doctor_tokenizers=`) to guide across "
+            "tokenizers."
         )
     if doctor_tokenizer is not None and doctor_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError(

@@ -26,6 +26,16 @@ from .loading import (
     saved_tokenizer,
 )
 from .mixing import DoctorTerm, checked_log_softmax, guided_scores
+from .text_doctors import (
+    TEXT_TOP_K,
+    TextRows,
+    check_text_doctor,
+    only_candidates,
+    per_doctor,
+    scattered,
+    text_doctors,
+    top_k_candidates,
+)
 
 
 if TYPE_CHECKING:
@@ -119,6 +129,26 @@ class DoctorLogitsProcessor(LogitsProcessor):
             `CompileConfig` sets the backend, mode and options. The tokens are those of the eager path (same
             arithmetic, compared by the tests). Off by default: compiling takes seconds to minutes per model, and
             CUDA graphs, which remove the per-step launch cost, exist on GPUs only.
+        doctor_tokenizers (`PreTrainedTokenizerBase` or a `list` of them and `None`, *optional*):
+            The tokenizer of each doctor whose tokenizer is not the patient's (`None`: the patient's; one tokenizer
+            applies to every doctor). Such a doctor is read as *text*: its term is beta times its (and its
+            reference's) log-probability of each candidate token's bytes, computed in its own tokens and chat
+            template (docs/guides/cross_tokenizer.md). A doctor loaded from a path whose saved tokenizer differs
+            from `tokenizer` is read this way with that tokenizer. Needs `tokenizer` and `conversations`.
+        conversations (`list`, *optional*):
+            One per prompt row of the next `generate` calls: a list of messages (read through each text-read
+            doctor's own chat template, with its generation prompt) or a plain string. Kept until
+            [`~DoctorLogitsProcessor.set_conversations`] replaces them; a call with other prompts than those they
+            were first used with is refused.
+        guided_top_k (`int`, *optional*):
+            Guide only each row's `guided_top_k` most probable patient tokens; the other ids get `-inf`. Defaults to
+            10 when a doctor is read as text (each candidate costs its text probability), else to every id.
+        text_probability (`str`, *optional*, defaults to `"aligned"`):
+            How a text-read doctor scores a candidate's text: `"aligned"` (along one token path per row: a candidate
+            that is one doctor token gets that token's probability; with one tokenizer, exactly the token-level
+            guidance) or `"marginal"` (over every tokenization of the text, within `text_beam_size` paths).
+        text_beam_size (`int`, *optional*, defaults to 4):
+            Token paths kept by a text-read doctor's marginal (`None`: all, exact).
         from_pretrained_kwargs (`dict[str, Any]`, *optional*):
             Passed to `from_pretrained` for doctors and references given as paths or Hub ids (`dtype`, `revision`,
             `token`, ...). Checkpoints holding pickled weights only (`pytorch_model.bin`, `adapter_model.bin`,
@@ -201,6 +231,11 @@ class DoctorLogitsProcessor(LogitsProcessor):
         pad_token_id: int | None = None,
         references=None,
         compile_doctors: bool | CompileConfig = False,
+        doctor_tokenizers=None,
+        conversations: Sequence | None = None,
+        guided_top_k: int | None = None,
+        text_probability: str = "aligned",
+        text_beam_size: int | None = 4,
         **from_pretrained_kwargs,
     ):
         check_tokenizer(tokenizer)
@@ -209,6 +244,8 @@ class DoctorLogitsProcessor(LogitsProcessor):
             raise ValueError("`doctors` is empty: give at least one doctor model, path or Hub id.")
         self.doctors: list[PreTrainedModel] = []
         recorded: list[DoctorConfig] = []
+        given_tokenizers = per_doctor("doctor_tokenizers", doctor_tokenizers, len(sources))
+        own_tokenizers: list = []  # per doctor: its tokenizer when it differs from the patient's (read as text)
         for index, source in enumerate(sources):
             argument = f"doctors[{index}]" if isinstance(doctors, (list, tuple)) else "doctors"
             if isinstance(source, (str, os.PathLike)):
@@ -222,11 +259,32 @@ class DoctorLogitsProcessor(LogitsProcessor):
                 check_causal_lm(argument, doctor, DOCTOR_KINDS)
                 recorded.append(DoctorConfig.from_dict(getattr(source, "doctor_config", None)))
                 source, hub_lookup = str(getattr(doctor, "name_or_path", "")), False
-            if tokenizer is not None:
-                check_vocabulary(doctor, tokenizer, saved_tokenizer(source, hub_lookup, from_pretrained_kwargs))
+            doctor_tokenizer = given_tokenizers[index]
+            if doctor_tokenizer is None and tokenizer is not None:
+                doctor_tokenizer = saved_tokenizer(source, hub_lookup, from_pretrained_kwargs)
+                if doctor_tokenizer is not None and doctor_tokenizer.get_vocab() == tokenizer.get_vocab():
+                    doctor_tokenizer = None
+            if doctor_tokenizer is not None:
+                check_text_doctor(argument, doctor, doctor_tokenizer, tokenizer)
+            elif tokenizer is not None:
+                check_vocabulary(doctor, tokenizer, None)
+            own_tokenizers.append(doctor_tokenizer)
             self.doctors.append(doctor)
-        self.references = resolve_references(self.doctors, references, recorded, tokenizer, from_pretrained_kwargs)
+        self.references = resolve_references(
+            self.doctors,
+            references,
+            recorded,
+            [own or tokenizer for own in own_tokenizers],
+            from_pretrained_kwargs,
+        )
         compile_config = compile_config_of(compile_doctors)
+        self._text_doctors = text_doctors(
+            self.doctors, self.references, own_tokenizers, tokenizer, compile_config, text_probability, text_beam_size
+        )
+        self.guided_top_k = guided_top_k if guided_top_k is not None or not any(self._text_doctors) else TEXT_TOP_K
+        if self.guided_top_k is not None and self.guided_top_k < 1:
+            raise ValueError(f"`guided_top_k` must be a positive number of candidates or None, got {guided_top_k}.")
+        self._text_rows = TextRows(conversations)
         # A LoRA doctor and its base (the "initial" reference) share one forward: adapter rows, then base rows (at
         # fixed shapes only for plain LoRA layers: otherwise the base runs as a forward of its own).
         self._base_in_batch = [
@@ -255,6 +313,11 @@ class DoctorLogitsProcessor(LogitsProcessor):
         self.betas = doctor_weights(betas, len(self.doctors))
         # Doctors with a zero weight are not run; a change of the active set restarts the caches at the next call.
 
+    def set_conversations(self, conversations: Sequence | None) -> None:
+        """Set the conversations the doctors of another tokenizer read the next `generate` calls' prompts from: one
+        per prompt row (a list of messages, read through each such doctor's own chat template, or a plain string)."""
+        self._text_rows = TextRows(conversations)
+
     def set_attention_mask(self, attention_mask: torch.Tensor | None) -> None:
         """Set the attention mask of the prompts of the next `generate` call (`None`: infer it from padding)."""
         self._forward.attention_mask = attention_mask
@@ -263,6 +326,7 @@ class DoctorLogitsProcessor(LogitsProcessor):
     def reset(self) -> None:
         """Drop the cached states; the next call prefills its whole `input_ids`."""
         self._forward.reset()
+        self._text_rows.reset()
 
     def doctor_streams(self, index: int) -> list[Stream]:
         """The models to run for doctor `index`: the doctor (with its base's rows when they share its forward), then
@@ -277,7 +341,12 @@ class DoctorLogitsProcessor(LogitsProcessor):
 
     def _streams(self) -> list[Stream]:
         """The models to run for the active doctors (those with a non-zero beta), in order."""
-        return [stream for index, beta in enumerate(self.betas) if beta != 0 for stream in self.doctor_streams(index)]
+        return [
+            stream
+            for index, beta in enumerate(self.betas)
+            if beta != 0 and self._text_doctors[index] is None
+            for stream in self.doctor_streams(index)
+        ]
 
     def _logps(
         self, logits: torch.Tensor, vocab_size: int, index: int, input_ids: torch.LongTensor, role: str = "doctor"
@@ -305,9 +374,17 @@ class DoctorLogitsProcessor(LogitsProcessor):
         vocab_size = scores.shape[-1] if self.vocab_size is None else min(self.vocab_size, scores.shape[-1])
         streams = self._streams()
         logits = iter(self._forward(streams, input_ids.to(scores.device), scores.device) if streams else [])
+        candidates = None if self.guided_top_k is None else top_k_candidates(scores, vocab_size, self.guided_top_k)
+        text_doctors = [doctor for doctor, beta in zip(self._text_doctors, self.betas) if doctor is not None and beta]
+        row_keys = self._text_rows(input_ids, text_doctors) if text_doctors else []
         terms = []
         for index, (beta, reference) in enumerate(zip(self.betas, self.references)):
             if beta == 0:
+                continue
+            if self._text_doctors[index] is not None:
+                text_logps = self._text_doctors[index](row_keys, candidates.cpu())
+                doctor_logps, *reference_logps = (scattered(values, candidates, scores) for values in text_logps)
+                terms.append(DoctorTerm(beta, doctor_logps, reference_logps[0] if reference_logps else None))
                 continue
             doctor_logps = self._logps(next(logits), vocab_size, index, input_ids).to(scores.dtype)
             if reference is None or (isinstance(reference, str) and reference == PATIENT):
@@ -315,4 +392,6 @@ class DoctorLogitsProcessor(LogitsProcessor):
             else:
                 reference_logps = self._logps(next(logits), vocab_size, index, input_ids, "reference")
                 terms.append(DoctorTerm(beta, doctor_logps, reference_logps.to(scores.dtype)))
-        return guided_scores(scores, terms, self.alpha, vocab_size, self.normalize)
+        if candidates is None:
+            return guided_scores(scores, terms, self.alpha, vocab_size, self.normalize)
+        return only_candidates(guided_scores(scores, terms, self.alpha, vocab_size), candidates, self.normalize)
