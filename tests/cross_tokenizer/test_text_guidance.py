@@ -25,6 +25,7 @@ CALL_IDS = ["greedy", "sampling", "beams"]
 
 
 def left_padding(tokenizer):
+    """`tokenizer`, padding on the left as `generate` wants."""
     tokenizer.padding_side = "left"
     return tokenizer
 
@@ -45,6 +46,7 @@ def pair(request):
 
 
 def seeded_generate(patient, inputs, processor, **kwargs):
+    """`generate` from one seed: the new tokens and the processed scores."""
     torch.manual_seed(5)
     return generate(patient, inputs, processor, True, **kwargs)
 
@@ -95,6 +97,7 @@ def greedy_history(processor, patient, tokenizer, prompts, steps):
 
 
 def doctor_prompt(doctor_tokenizer, conversation):
+    """The doctor's prompt ids for a conversation, as the processor builds them."""
     text = doctor_tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
     return tuple(doctor_tokenizer(text, add_special_tokens=False)["input_ids"])
 
