@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generate import PROMPTS, build_processor, lora_copy, no_processor, time_generate  # noqa: E402
+from bench_text_probability import CountedForwards  # noqa: E402
 
-from tfpo_hf.cross_tokenizer.prompted_paths import PromptedPaths  # noqa: E402
 from tfpo_hf.guidance.logits_process import DoctorLogitsProcessor  # noqa: E402
 
 
@@ -70,31 +70,6 @@ def load_models(args):
     patient, _, patient_tokenizer = load_coder_pair(dtype=torch.float32)
     doctor_base, doctor_tokenizer = load_default_patient()
     return patient, patient_tokenizer, doctor_base, doctor_tokenizer
-
-
-class CountedForwards:
-    """Counts the paths `PromptedPaths` runs (tokens past the committed path) and the tokens it commits."""
-
-    def __init__(self) -> None:
-        self.paths = self.committed = 0
-
-    def __enter__(self):
-        counter, call, commit = self, PromptedPaths.__call__, PromptedPaths.commit
-
-        def counted_call(paths_model, paths):
-            counter.paths += sum(len(path) > len(paths_model.committed) for path in paths)
-            return call(paths_model, paths)
-
-        def counted_commit(paths_model, path):
-            counter.committed += len(path) - len(paths_model.committed)
-            return commit(paths_model, path)
-
-        self._patches = (call, commit)
-        PromptedPaths.__call__, PromptedPaths.commit = counted_call, counted_commit
-        return self
-
-    def __exit__(self, *exc) -> None:
-        PromptedPaths.__call__, PromptedPaths.commit = self._patches
 
 
 def main() -> None:

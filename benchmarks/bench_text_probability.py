@@ -55,31 +55,42 @@ def prompt_ids_of(doctor_tokenizer, prompt) -> list[int]:
     return doctor_tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
 
 
-class CountedPaths:
-    """A `PromptedPaths` counting the token rows it runs: paths past its committed path, and committed tokens."""
+class CountedForwards:
+    """Counts the paths `PromptedPaths` runs (tokens past the committed path) and the tokens it commits."""
 
-    def __init__(self, paths: PromptedPaths) -> None:
-        self.paths, self.forwards = paths, 0
+    def __init__(self) -> None:
+        self.paths = self.committed = 0
 
-    def __call__(self, batch):
-        self.forwards += sum(len(path) > len(self.paths.committed) for path in batch)
-        return self.paths(batch)
+    def __enter__(self):
+        counter, call, commit = self, PromptedPaths.__call__, PromptedPaths.commit
 
-    def commit(self, path) -> None:
-        self.forwards += len(path) - len(self.paths.committed)
-        self.paths.commit(path)
+        def counted_call(paths_model, paths):
+            counter.paths += sum(len(path) > len(paths_model.committed) for path in paths)
+            return call(paths_model, paths)
+
+        def counted_commit(paths_model, path):
+            counter.committed += len(path) - len(paths_model.committed)
+            return commit(paths_model, path)
+
+        self._patches = (call, commit)
+        PromptedPaths.__call__, PromptedPaths.commit = counted_call, counted_commit
+        return self
+
+    def __exit__(self, *exc) -> None:
+        PromptedPaths.__call__, PromptedPaths.commit = self._patches
 
 
 def measure_aligned(doctor, doctor_bytes, doctor_tokenizer, pieces, prompt) -> dict:
     """The aligned reading (`DoctorLogitsProcessor`'s default, beam 4 for split pieces): the log-probability of each
     piece, forwards and seconds."""
-    paths = CountedPaths(PromptedPaths(doctor, prompt_ids_of(doctor_tokenizer, prompt)))
-    model = AlignedTextModel(doctor_bytes, paths, beam_size=4)
+    model = AlignedTextModel(doctor_bytes, PromptedPaths(doctor, prompt_ids_of(doctor_tokenizer, prompt)), beam_size=4)
     started, values = time.perf_counter(), []
-    for piece in pieces:
-        values.append(float(model.log_probs([piece])[0]))
-        model.advance(piece)
-    return {"log_probs": values, "forwards": paths.forwards, "seconds": time.perf_counter() - started}
+    with CountedForwards() as counted:
+        for piece in pieces:
+            values.append(float(model.log_probs([piece])[0]))
+            model.advance(piece)
+    forwards = counted.paths + counted.committed
+    return {"log_probs": values, "forwards": forwards, "seconds": time.perf_counter() - started}
 
 
 def measure_response(doctor, doctor_bytes, doctor_tokenizer, pieces, prompt, beam_sizes) -> dict:

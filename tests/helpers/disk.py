@@ -1,5 +1,5 @@
 """Round trips through disk: a model saved and loaded back (so that a LoRA adapter built on it records a base it can
-be reloaded from), a file cut in half to damage a checkpoint, and a checkpoint whose weights are pickled."""
+be reloaded from), models saved with their tokenizers as a run's inputs, a file cut in half to damage a checkpoint, and a checkpoint whose weights are pickled."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ def saved_and_reloaded(model, path: str | Path):
     """`model` saved to `path` and loaded back from there (in eval mode)."""
     model.save_pretrained(path)
     return AutoModelForCausalLM.from_pretrained(path).eval()
+
+
+def saved_model_folders(folder: Path, models: dict[str, tuple]) -> dict[str, str]:
+    """Each `role: (model, tokenizer)` saved together in `folder / role`; returns the folders by role."""
+    folders = {}
+    for role, (model, tokenizer) in models.items():
+        folders[role] = str(folder / role)
+        model.save_pretrained(folders[role])
+        tokenizer.save_pretrained(folders[role])
+    return folders
 
 
 def truncate(path: Path) -> None:

@@ -11,21 +11,20 @@ from tfpo_hf.cross_tokenizer import TextDoctor
 from tfpo_hf.evaluation import judges
 from tfpo_hf.testing import tiny_bpe_tokenizer, tiny_causal_lm, tiny_tokenizer
 
+from ..helpers.disk import saved_model_folders
 from .test_demo_weak_to_strong import letter_a_judge
 
 
 @pytest.fixture
 def tiny_families(tmp_path):
     """Folders of a patient (byte tokenizer, a head padded to 272 rows) and of a doctor base of another family (BPE, 320 ids)."""
-    folders = {}
-    for role, model, tokenizer in (
-        ("patient", tiny_causal_lm(vocab_size=272, hidden_size=64, num_hidden_layers=2, seed=0), tiny_tokenizer()),
-        ("other_family", tiny_causal_lm(vocab_size=320, num_hidden_layers=1, seed=1), tiny_bpe_tokenizer()),
-    ):
-        folders[role] = str(tmp_path / role)
-        model.save_pretrained(folders[role])
-        tokenizer.save_pretrained(folders[role])
-    return folders
+    return saved_model_folders(
+        tmp_path,
+        {
+            "patient": (tiny_causal_lm(vocab_size=272, hidden_size=64, num_hidden_layers=2, seed=0), tiny_tokenizer()),
+            "other_family": (tiny_causal_lm(vocab_size=320, num_hidden_layers=1, seed=1), tiny_bpe_tokenizer()),
+        },
+    )
 
 
 def test_a_doctor_of_another_family_gets_its_row_and_targets(tiny_families, tmp_path, monkeypatch):

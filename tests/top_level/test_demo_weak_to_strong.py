@@ -10,6 +10,8 @@ from tfpo_hf.cli import main
 from tfpo_hf.evaluation import judges
 from tfpo_hf.testing import tiny_causal_lm, tiny_tokenizer
 
+from ..helpers.disk import saved_model_folders
+
 
 def letter_a_judge():
     """Scores texts by their share of the letter "a": random tiny models give varied scores, so pairs exist."""
@@ -20,15 +22,13 @@ def letter_a_judge():
 def tiny_pair(tmp_path):
     """Folders of a 2-layer patient with a padded head (272 rows) and a 1-layer, narrower doctor base (259 rows)."""
     tokenizer = tiny_tokenizer()
-    folders = {}
-    for role, model in {
-        "patient": tiny_causal_lm(vocab_size=272, hidden_size=64, num_hidden_layers=2, seed=0),
-        "doctor_base": tiny_causal_lm(vocab_size=259, hidden_size=32, num_hidden_layers=1, seed=1),
-    }.items():
-        folders[role] = str(tmp_path / role)
-        model.save_pretrained(folders[role])
-        tokenizer.save_pretrained(folders[role])
-    return folders
+    return saved_model_folders(
+        tmp_path,
+        {
+            "patient": (tiny_causal_lm(vocab_size=272, hidden_size=64, num_hidden_layers=2, seed=0), tokenizer),
+            "doctor_base": (tiny_causal_lm(vocab_size=259, hidden_size=32, num_hidden_layers=1, seed=1), tokenizer),
+        },
+    )
 
 
 def test_weak_to_strong_demo_reports_every_row_and_resumes(tiny_pair, tmp_path, monkeypatch):

@@ -4,13 +4,13 @@ asks of a doctor, with the prompt and the path decoded so far run once."""
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Sequence
 from contextlib import nullcontext
 
 import torch
 from transformers import PreTrainedModel
 
+from ..guidance.cached_forward import cache_kwarg
 from ..utils.adapters import adapter_disabled
 
 
@@ -38,15 +38,11 @@ class PromptedPaths:
         self.prompt_length = len(prompt_ids)
         self.batch_size = batch_size
         self.base_only = base_only
-        # transformers renamed `past_key_values` to `cache` during 5.x: the name this model's forward takes
-        parameters = inspect.signature(type(getattr(model, "get_base_model", lambda: model)()).forward).parameters
-        self._cache_name = "past_key_values" if "past_key_values" in parameters else "cache"
-        # the logits of the last position only (not a (rows, length, vocab) tensor), where the model can
-        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+        self._cache_name = cache_kwarg(model)
         self.committed: tuple[int, ...] = ()
         with torch.inference_mode(), self._weights():
             output = model(
-                input_ids=torch.tensor([list(prompt_ids)], device=model.device), use_cache=True, **self._last_only
+                input_ids=torch.tensor([list(prompt_ids)], device=model.device), use_cache=True, logits_to_keep=1
             )
         # the cache the model returns (named `cache` in later transformers 5.x); later forwards extend it in place
         self._cache = output["cache"] if "cache" in output else output.past_key_values
@@ -76,7 +72,7 @@ class PromptedPaths:
                     input_ids=torch.tensor([new_tokens], device=self.model.device),
                     **{self._cache_name: self._cache},
                     use_cache=True,
-                    **self._last_only,
+                    logits_to_keep=1,
                 )
             self._after_committed = output.logits[0, -1].float().log_softmax(-1)
         self.committed = path
@@ -115,7 +111,7 @@ class PromptedPaths:
                 attention_mask=attention_mask.to(device),
                 position_ids=position_ids.to(device),
                 **{self._cache_name: cache},
-                **self._last_only,
+                logits_to_keep=1,  # the last position's logits only: each row's last token is there
             ).logits
         last = logits[:, -1].float().log_softmax(-1)
         empty = (lengths == 0).to(device)[:, None]

@@ -98,7 +98,6 @@ class TextDoctor:
     ) -> None:
         if text_probability not in TEXT_PROBABILITIES:
             raise ValueError(f"`text_probability` must be one of {TEXT_PROBABILITIES}, got {text_probability!r}.")
-        self.doctor, self.reference = doctor, reference
         self.doctor_tokenizer = doctor_tokenizer
         self.text_probability, self.beam_size = text_probability, beam_size
         self.doctor_bytes = TokenBytes.from_tokenizer(doctor_tokenizer, doctor.config.get_text_config().vocab_size)
@@ -130,8 +129,7 @@ class TextDoctor:
             counterpart); 0 in every column of a finished row.
         """
         self._follow(row_keys)
-        num_models = 1 + (self.reference is not None)
-        values = [torch.zeros(candidates.shape, dtype=torch.float64) for _ in range(num_models)]
+        values = [torch.zeros(candidates.shape, dtype=torch.float64) for _ in self._models]
         for row, key in enumerate(row_keys):
             state = self._rows[key]
             if state.finished:
@@ -178,7 +176,7 @@ class TextDoctor:
         """The patient wrote `patient_id`: its text, its special token's counterpart, or the end of the row."""
         if row.finished:
             return
-        piece = self.patient_bytes.by_id[patient_id] if patient_id < len(self.patient_bytes.by_id) else b""
+        piece = self._patient_piece(patient_id)
         if piece:
             for model in row.models:
                 model.advance(piece)
@@ -188,12 +186,15 @@ class TextDoctor:
             for model in row.models:
                 model.advance_token(self.special_ids[patient_id])
 
+    def _patient_piece(self, patient_id: int) -> bytes:
+        """The text of a patient id; `b""` for a special token or a row of the patient's head past its tokenizer."""
+        by_id = self.patient_bytes.by_id
+        return by_id[patient_id] if patient_id < len(by_id) else b""
+
     def _candidate_log_probs(self, model, candidates: list[int]) -> torch.Tensor:
         """(len(candidates),) log-probabilities of the candidates' texts (or special tokens) under one model."""
         values = torch.full((len(candidates),), float("-inf"), dtype=torch.float64)
-        pieces = [
-            self.patient_bytes.by_id[index] if index < len(self.patient_bytes.by_id) else b"" for index in candidates
-        ]
+        pieces = [self._patient_piece(index) for index in candidates]
         with_text = [position for position, piece in enumerate(pieces) if piece]
         if with_text:
             values[with_text] = model.log_probs([pieces[position] for position in with_text])

@@ -124,7 +124,7 @@ class TextPrefixModel:
         """For tokens spelling no text (an end of turn): the log-probability that the model writes each of them
         right after the text, shape (len(token_ids),): the paths ending at the text's end, times their probability
         of the token, over Q(text)."""
-        ending = [hypothesis for hypothesis in self.hypotheses if hypothesis.end == len(self.text)]
+        ending = self._ending_at_text_end()
         if not ending or not token_ids:
             return torch.full((len(token_ids),), float("-inf"), dtype=torch.float64)
         self._compute_logprobs([hypothesis.path for hypothesis in ending])
@@ -135,7 +135,7 @@ class TextPrefixModel:
     def advance_token(self, token_id: int) -> None:
         """Append a token that spells no text (a special token): the paths ending at the text's end go on with it;
         the others cannot have it inside a piece of text and are dropped."""
-        ending = [hypothesis for hypothesis in self.hypotheses if hypothesis.end == len(self.text)]
+        ending = self._ending_at_text_end()
         self._compute_logprobs([hypothesis.path for hypothesis in ending])
         extended = [
             Hypothesis(hypothesis.path + (token_id,), hypothesis.end, hypothesis.log_prob + float(logprobs[token_id]))
@@ -148,6 +148,10 @@ class TextPrefixModel:
         self.hypotheses = self._most_probable(extended)
         self._log_prefix_prob = _log_sum([hypothesis.log_prob for hypothesis in self.hypotheses])
         self._logprobs = {}
+
+    def _ending_at_text_end(self) -> list[Hypothesis]:
+        """The kept paths that end exactly at the end of the text (those a token spelling no text can follow)."""
+        return [hypothesis for hypothesis in self.hypotheses if hypothesis.end == len(self.text)]
 
     def _expand(self, text: bytes) -> tuple[float, list[Hypothesis], list[Hypothesis]]:
         """log Q(text) from the kept paths, with the paths it passes through past the current text: those ending

@@ -64,6 +64,13 @@ class GroupedCache(DynamicCache):
         super().batch_select_indices(self._expanded(torch.arange(per_group).repeat_interleave(repeats)))
 
 
+def cache_kwarg(model: PreTrainedModel) -> str:
+    """transformers renamed `past_key_values` to `cache` during 5.x: the name `model` itself takes, read from the
+    wrapped model's signature when the model is a wrapper (PEFT) whose `forward` takes `**kwargs`."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "past_key_values" if "past_key_values" in inspect.signature(type(model).forward).parameters else "cache"
+
+
 @dataclass(frozen=True)
 class Stream:
     """One causal LM to run alongside the patient: `model`, or its base (adapter disabled) if `base_only`. With
@@ -79,10 +86,7 @@ class Stream:
         return 2 if self.with_base else 1
 
     def cache_kwarg(self) -> str:
-        """transformers renamed `past_key_values` to `cache` during 5.x: the name the model itself takes, read from
-        the wrapped model's signature when the model is a wrapper (PEFT) whose `forward` takes `**kwargs`."""
-        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return "past_key_values" if "past_key_values" in inspect.signature(type(model).forward).parameters else "cache"
+        return cache_kwarg(self.model)
 
 
 @dataclass
